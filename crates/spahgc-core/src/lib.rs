@@ -1,0 +1,18 @@
+//! Data types shared by every spahgc crate: sections of spots with counts, gene panels, and the
+//! normalisation that turns counts into model targets.
+//!
+//! This crate does no I/O beyond plain-text panel files and compiles to `wasm32-wasip2`.
+
+mod counts;
+mod error;
+mod files;
+mod normalise;
+mod panel;
+mod section;
+
+pub use counts::CountMatrix;
+pub use error::CoreError;
+pub use files::write_atomically;
+pub use normalise::{NormStats, Normalisation, log_cp10k};
+pub use panel::{GenePanel, HvgCriterion};
+pub use section::{Section, Spot};

@@ -1,0 +1,21 @@
+//! Where tests find the shared real data (`../shared/data` beside the repository).
+//!
+//! Tests that need it call [`shared`] and return early, with a message, when it is absent. CI
+//! always has the data and sets `SPAHGC_REQUIRE_DATA=1`, which turns a missing directory into a
+//! failure instead of a silent skip.
+
+use std::path::PathBuf;
+
+/// The path of `sub` (e.g. `"her2st"`) under the shared data directory, or `None` (after printing
+/// why) when the data is absent and not required.
+pub fn shared(sub: &str) -> Option<PathBuf> {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
+    let dir = root.join(sub);
+    if dir.exists() {
+        return Some(dir.canonicalize().unwrap_or(dir));
+    }
+    let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
+    assert!(!required, "SPAHGC_REQUIRE_DATA=1 but {} is missing", dir.display());
+    eprintln!("skipping: test data {} is absent", dir.display());
+    None
+}
