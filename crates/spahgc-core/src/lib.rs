@@ -13,6 +13,6 @@ mod section;
 pub use counts::CountMatrix;
 pub use error::CoreError;
 pub use files::write_atomically;
-pub use normalise::{NormStats, Normalisation, log_cp10k};
+pub use normalise::{NormStats, Normalisation, log_cp10k, panel_expression};
 pub use panel::{GenePanel, HvgCriterion};
 pub use section::{Section, Spot};

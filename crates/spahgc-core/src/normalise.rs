@@ -22,6 +22,31 @@ pub fn log_cp10k(section: &Section, genes: &[String]) -> (Array2<f32>, Vec<Strin
     (expr, missing)
 }
 
+/// [`log_cp10k`] of a panel, accepting genes the section did not measure (count matrices omit
+/// genes with no counts, so they are all-zero) but refusing a section that misses most of the
+/// panel (another species, or another panel's naming).
+pub fn panel_expression(section: &Section, genes: &[String]) -> Result<Array2<f32>, CoreError> {
+    let (expr, missing) = log_cp10k(section, genes);
+    if missing.len() * 2 > genes.len() {
+        return Err(CoreError::Panel(format!(
+            "section {} lacks {} of the {} panel genes (first: {}); wrong species or gene naming?",
+            section.name,
+            missing.len(),
+            genes.len(),
+            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if !missing.is_empty() {
+        tracing::info!(
+            "section {}: {} of {} panel genes have no counts, taken as zero",
+            section.name,
+            missing.len(),
+            genes.len()
+        );
+    }
+    Ok(expr)
+}
+
 /// How model targets are derived from log-normalised expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

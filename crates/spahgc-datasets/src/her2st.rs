@@ -167,6 +167,11 @@ fn read_counts(path: &Path) -> Result<(Vec<String>, CountMatrix), DatasetError> 
         }
         let mut n = 0;
         for (g, text) in fields.enumerate() {
+            n += 1;
+            // Most entries are zero: skip the float parser for them.
+            if text == "0" {
+                continue;
+            }
             let v: f32 = text.parse().ok().filter(|v: &f32| v.is_finite() && *v >= 0.0).ok_or_else(|| {
                 let gene = genes.get(g).map_or("(beyond the header)", String::as_str);
                 DatasetError::format(path, line_no, format!("spot {id}, gene {gene}: expected a count, found {text:?}"))
@@ -175,7 +180,6 @@ fn read_counts(path: &Path) -> Result<(Vec<String>, CountMatrix), DatasetError> 
                 indices.push(g as u32);
                 values.push(v);
             }
-            n += 1;
         }
         if n != genes.len() {
             return Err(DatasetError::format(

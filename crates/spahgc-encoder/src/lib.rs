@@ -13,6 +13,9 @@ mod preprocess;
 #[cfg(feature = "tract")]
 mod tract_backend;
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
 use ndarray::{Array2, ArrayView4, Axis};
 use spahgc_slide::RgbImage;
 
@@ -110,6 +113,42 @@ impl Default for EncoderOptions {
     }
 }
 
+/// An encoder whose manifest is read but whose model loads on first use, so that work served
+/// entirely from a cache never pays for verifying the ONNX file and starting a runtime.
+pub struct LazyEncoder {
+    dir: PathBuf,
+    options: EncoderOptions,
+    manifest: EncoderManifest,
+    loaded: OnceLock<Encoder>,
+}
+
+impl LazyEncoder {
+    /// Reads and checks the manifest only.
+    pub fn open(dir: &Path, options: EncoderOptions) -> Result<Self, EncoderError> {
+        Ok(Self { dir: dir.into(), options, manifest: EncoderManifest::read(dir)?, loaded: OnceLock::new() })
+    }
+
+    /// The model's manifest (its checksum is verified when the model loads).
+    pub fn manifest(&self) -> &EncoderManifest {
+        &self.manifest
+    }
+
+    /// The loaded encoder, loading it now if needed.
+    pub fn get(&self) -> Result<&Encoder, EncoderError> {
+        if let Some(encoder) = self.loaded.get() {
+            return Ok(encoder);
+        }
+        let encoder = Encoder::load(&self.dir, self.options)?;
+        // Two threads may load at once; either result is the same model, one is kept.
+        Ok(self.loaded.get_or_init(|| encoder))
+    }
+
+    /// The loaded encoder, if something has needed it.
+    pub fn loaded(&self) -> Option<&Encoder> {
+        self.loaded.get()
+    }
+}
+
 /// A loaded encoder model: verified manifest plus a ready backend. `Send + Sync`.
 pub struct Encoder {
     model: ModelDir,
@@ -119,7 +158,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// Opens the model directory (verifying its checksum) and starts the chosen backend.
-    pub fn load(dir: &std::path::Path, options: EncoderOptions) -> Result<Self, EncoderError> {
+    pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self, EncoderError> {
         if options.batch_size == 0 {
             return Err(EncoderError::Inference("batch size must be at least 1".into()));
         }
@@ -140,6 +179,11 @@ impl Encoder {
     /// The model's manifest.
     pub fn manifest(&self) -> &EncoderManifest {
         &self.model.manifest
+    }
+
+    /// Patches per inference call.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// The execution provider (ONNX Runtime) or `"tract"`.

@@ -63,14 +63,7 @@ pub struct ModelDir {
 impl ModelDir {
     /// Reads `dir/manifest.json`, checks every field, and verifies the ONNX file's SHA-256.
     pub fn open(dir: &Path) -> Result<Self, EncoderError> {
-        let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| EncoderError::Io { path: path.clone(), source })?;
-        let manifest: EncoderManifest = serde_json::from_str(&text).map_err(|e| EncoderError::Manifest {
-            path: path.clone(),
-            field: "(json)".into(),
-            problem: e.to_string(),
-        })?;
-        manifest.check(&path)?;
+        let manifest = EncoderManifest::read(dir)?;
         let onnx_path = dir.join(&manifest.onnx_file);
         let onnx = std::fs::read(&onnx_path).map_err(|source| EncoderError::Io { path: onnx_path.clone(), source })?;
         let found = sha256_hex(&onnx);
@@ -87,6 +80,19 @@ impl ModelDir {
 }
 
 impl EncoderManifest {
+    /// Reads and checks `dir/manifest.json` without touching the ONNX file.
+    pub fn read(dir: &Path) -> Result<Self, EncoderError> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| EncoderError::Io { path: path.clone(), source })?;
+        let manifest: EncoderManifest = serde_json::from_str(&text).map_err(|e| EncoderError::Manifest {
+            path: path.clone(),
+            field: "(json)".into(),
+            problem: e.to_string(),
+        })?;
+        manifest.check(&path)?;
+        Ok(manifest)
+    }
+
     fn check(&self, path: &Path) -> Result<(), EncoderError> {
         let fail = |field: &str, problem: String| {
             Err(EncoderError::Manifest { path: path.into(), field: field.into(), problem })

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use image::ImageReader;
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader};
 
 use crate::{RgbImage, Slide, SlideError};
 
@@ -17,12 +19,21 @@ impl ImageSlide {
     /// Decodes the whole image; a truncated or corrupt file is an error, not a grey patch.
     pub fn open(path: &Path) -> Result<Self, SlideError> {
         let open_err = |reason: String| SlideError::Open { path: path.into(), reason };
-        let reader = ImageReader::open(path)
-            .map_err(|e| open_err(e.to_string()))?
-            .with_guessed_format()
-            .map_err(|e| open_err(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(open_err("not an image format spahgc reads (JPEG, PNG, TIFF) nor a whole-slide image".into()));
+        let bytes = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
+        let reader =
+            ImageReader::new(Cursor::new(&bytes)).with_guessed_format().map_err(|e| open_err(e.to_string()))?;
+        match reader.format() {
+            None => {
+                return Err(open_err(
+                    "not an image format spahgc reads (JPEG, PNG, TIFF) nor a whole-slide image".into(),
+                ));
+            }
+            // The JPEG decoder fills a truncated scan with grey instead of failing, so check the
+            // end-of-image marker: it cannot occur inside entropy-coded data (0xFF is stuffed there).
+            Some(ImageFormat::Jpeg) if !has_jpeg_end_marker(&bytes) => {
+                return Err(open_err(format!("truncated JPEG: {} bytes and no end-of-image marker", bytes.len())));
+            }
+            Some(_) => {}
         }
         let pixels = reader.decode().map_err(|e| open_err(e.to_string()))?.into_rgb8();
         Ok(Self { path: path.into(), pixels })
@@ -32,6 +43,12 @@ impl ImageSlide {
     pub fn from_pixels(path: PathBuf, pixels: RgbImage) -> Self {
         Self { path, pixels }
     }
+}
+
+/// Whether a JPEG ends with its end-of-image marker (trailing zero padding allowed).
+fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xFF, 0xD9])
 }
 
 impl Slide for ImageSlide {

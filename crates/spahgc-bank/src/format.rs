@@ -1,0 +1,380 @@
+//! The bank file.
+//!
+//! ```text
+//! 0   magic "SPAHGCBK"            8 bytes
+//! 8   format version              u32 LE
+//! 12  reserved (0)                u32
+//! 16  metadata length in bytes    u64 LE
+//! 24  SHA-256 of bytes 64..end    32 bytes
+//! 56  reserved (0)                8 bytes
+//! 64  metadata (JSON, BankMeta), then zero padding to a multiple of 64
+//!     embeddings  f32 LE, spots × embedding_dim, row-major
+//!     expression  f32 LE, spots × genes (normalised targets)
+//!     centres     f64 LE, spots × 2 (x, y in level-0 px of the spot's section image)
+//!     norms       f32 LE, spots (L2 norm of each embedding row)
+//!     sections    u32 LE, spots (index into BankMeta::sections)
+//! ```
+//! Every array starts on a 64-byte boundary; offsets are recorded in the metadata. Opening checks
+//! the magic, the version, the checksum and every offset and length before any array is used.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spahgc_core::{NormStats, write_atomically};
+
+use crate::BankError;
+
+#[cfg(target_endian = "big")]
+compile_error!("the bank format is little-endian and read in place");
+
+const MAGIC: &[u8; 8] = b"SPAHGCBK";
+const HEADER_LEN: usize = 64;
+const ALIGN: usize = 64;
+/// The bank format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One reference section in a bank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionInfo {
+    pub name: String,
+    /// Spot identifiers, in bank order.
+    pub spot_ids: Vec<String>,
+    /// Image the centres refer to, as given at build time.
+    pub image: Option<PathBuf>,
+}
+
+/// Where one array lies in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct Extent {
+    offset: usize,
+    bytes: usize,
+}
+
+/// Everything a bank records besides its arrays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BankMeta {
+    pub format_version: u32,
+    /// SHA-256 of the encoder's ONNX file that made the embeddings.
+    pub encoder_sha256: String,
+    pub embedding_dim: usize,
+    /// Gene panel, the columns of the expression array.
+    pub genes: Vec<String>,
+    /// Normalisation fitted on the bank's sections; the expression array is already normalised.
+    pub norm: NormStats,
+    pub sections: Vec<SectionInfo>,
+    pub n_spots: usize,
+    pub(crate) arrays: [Extent; 5],
+}
+
+/// The arrays of a bank in memory, as the builder hands them to [`ReferenceBank::write`].
+pub(crate) struct BankArrays<'a> {
+    pub embeddings: &'a [f32],
+    pub expression: &'a [f32],
+    pub centres: &'a [f64],
+    pub norms: &'a [f32],
+    pub sections: &'a [u32],
+}
+
+/// Bytes of a bank file, memory-mapped where the platform allows.
+enum Storage {
+    #[cfg(unix)]
+    Mapped(memmap2::Mmap),
+    /// 8-byte words so that the f32/f64/u32 arrays inside are aligned.
+    #[cfg_attr(unix, allow(dead_code))]
+    Owned(Vec<u64>),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            #[cfg(unix)]
+            Storage::Mapped(m) => m,
+            Storage::Owned(words) => {
+                // SAFETY: u64 has no padding; viewing its storage as bytes is always valid.
+                unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 8) }
+            }
+        }
+    }
+}
+
+/// An opened, verified reference bank. Cheap to query from many threads (`Send + Sync`).
+pub struct ReferenceBank {
+    path: PathBuf,
+    meta: BankMeta,
+    storage: Storage,
+}
+
+impl ReferenceBank {
+    /// Writes a bank file atomically: a reader never sees a partial bank under `path`.
+    /// Returns the metadata as written, array offsets filled in.
+    pub(crate) fn write(path: &Path, mut meta: BankMeta, arrays: BankArrays) -> Result<BankMeta, BankError> {
+        let parts: [&[u8]; 5] = [
+            as_bytes(arrays.embeddings),
+            as_bytes(arrays.expression),
+            as_bytes(arrays.centres),
+            as_bytes(arrays.norms),
+            as_bytes(arrays.sections),
+        ];
+        // The metadata records the offsets, and the offsets depend on the metadata's length: lay
+        // out, serialise, and repeat until the serialisation no longer changes.
+        let mut json = Vec::new();
+        for _ in 0..8 {
+            let mut offset = align(HEADER_LEN + json.len());
+            for (extent, part) in meta.arrays.iter_mut().zip(parts) {
+                *extent = Extent { offset, bytes: part.len() };
+                offset = align(offset + part.len());
+            }
+            let next = serde_json::to_vec(&meta).map_err(|e| BankError::Input(e.to_string()))?;
+            if next == json {
+                break;
+            }
+            json = next;
+        }
+        let mut body = json.clone();
+        body.resize(align(HEADER_LEN + json.len()) - HEADER_LEN, 0);
+        for (extent, part) in meta.arrays.iter().zip(parts) {
+            body.resize(extent.offset - HEADER_LEN, 0);
+            body.extend_from_slice(part);
+        }
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        header.extend_from_slice(&Sha256::digest(&body));
+        header.resize(HEADER_LEN, 0);
+        write_atomically(path, |out| {
+            out.write_all(&header)?;
+            out.write_all(&body)
+        })
+        .map_err(|source| BankError::Io { path: path.into(), source })?;
+        Ok(meta)
+    }
+
+    /// Opens and verifies a bank file.
+    pub fn open(path: &Path) -> Result<Self, BankError> {
+        let io = |source| BankError::Io { path: path.into(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        #[cfg(unix)]
+        // SAFETY: the bank is written once by atomic rename and never modified in place; a file
+        // replaced later is a new inode, so this mapping keeps seeing the bytes it verified.
+        let storage = Storage::Mapped(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?);
+        #[cfg(not(unix))]
+        let storage = {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            (&file).read_to_end(&mut bytes).map_err(io)?;
+            let mut words = vec![0u64; bytes.len().div_ceil(8)];
+            as_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+            Storage::Owned(words)
+        };
+        let meta = verify(path, storage.bytes())?;
+        Ok(Self { path: path.into(), meta, storage })
+    }
+
+    /// The bank's metadata.
+    pub fn meta(&self) -> &BankMeta {
+        &self.meta
+    }
+
+    /// The file the bank was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of reference spots.
+    pub fn len(&self) -> usize {
+        self.meta.n_spots
+    }
+
+    /// Whether the bank holds no spot.
+    pub fn is_empty(&self) -> bool {
+        self.meta.n_spots == 0
+    }
+
+    /// Embeddings, spots × embedding_dim.
+    pub fn embeddings(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.len(), self.meta.embedding_dim), self.array(0)).expect("verified at open")
+    }
+
+    /// Normalised expression, spots × genes.
+    pub fn expression(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.len(), self.meta.genes.len()), self.array(1)).expect("verified at open")
+    }
+
+    /// Spot centres `(x, y)` in level-0 pixels of each spot's section image.
+    pub fn centres(&self) -> ArrayView2<'_, f64> {
+        ArrayView2::from_shape((self.len(), 2), self.array(2)).expect("verified at open")
+    }
+
+    /// L2 norm of each embedding.
+    pub(crate) fn norms(&self) -> &[f32] {
+        self.array(3)
+    }
+
+    /// Index into [`BankMeta::sections`] of each spot.
+    pub fn section_of(&self) -> &[u32] {
+        self.array(4)
+    }
+
+    fn array<T: Plain>(&self, i: usize) -> &[T] {
+        let extent = self.meta.arrays[i];
+        let bytes = &self.storage.bytes()[extent.offset..extent.offset + extent.bytes];
+        // SAFETY: `verify` checked bounds, alignment and that the length is a multiple of T.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / size_of::<T>()) }
+    }
+}
+
+/// Element types stored in the file: plain little-endian numbers, valid for any bit pattern.
+trait Plain: Copy {}
+impl Plain for f32 {}
+impl Plain for f64 {}
+impl Plain for u32 {}
+
+fn as_bytes<T: Plain>(values: &[T]) -> &[u8] {
+    // SAFETY: plain numbers have no padding, so their storage is valid as bytes.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
+}
+
+#[cfg(not(unix))]
+fn as_bytes_mut(words: &mut [u64]) -> &mut [u8] {
+    // SAFETY: any byte pattern is a valid u64.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 8) }
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// Checks everything about a bank file before any array is touched.
+fn verify(path: &Path, bytes: &[u8]) -> Result<BankMeta, BankError> {
+    let bad = |problem: String| Err(BankError::Format { path: path.into(), problem });
+    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+        return bad("not a spahgc reference bank (bad magic)".into());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return bad(format!("bank format version {version}; this build reads version {FORMAT_VERSION}"));
+    }
+    if Sha256::digest(&bytes[HEADER_LEN..]).as_slice() != &bytes[24..56] {
+        return bad("checksum mismatch: the file is truncated or damaged".into());
+    }
+    let json_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let Some(json) = usize::try_from(json_len).ok().and_then(|n| bytes.get(HEADER_LEN..HEADER_LEN.checked_add(n)?))
+    else {
+        return bad(format!("metadata length {json_len} exceeds the file"));
+    };
+    let meta: BankMeta = match serde_json::from_slice(json) {
+        Ok(m) => m,
+        Err(e) => return bad(format!("metadata: {e}")),
+    };
+    let n = meta.n_spots;
+    let expected = [
+        n.checked_mul(meta.embedding_dim).and_then(|v| v.checked_mul(4)),
+        n.checked_mul(meta.genes.len()).and_then(|v| v.checked_mul(4)),
+        n.checked_mul(16),
+        n.checked_mul(4),
+        n.checked_mul(4),
+    ];
+    for (i, (extent, want)) in meta.arrays.iter().zip(expected).enumerate() {
+        let fits =
+            extent.offset % ALIGN == 0 && extent.offset.checked_add(extent.bytes).is_some_and(|e| e <= bytes.len());
+        if !fits || Some(extent.bytes) != want {
+            return bad(format!(
+                "array {i} at {} ({} bytes) does not fit the metadata or the file",
+                extent.offset, extent.bytes
+            ));
+        }
+    }
+    if meta.norm.genes != meta.genes {
+        return bad("normalisation statistics are for another gene list".into());
+    }
+    let counted: usize = meta.sections.iter().map(|s| s.spot_ids.len()).sum();
+    if counted != n {
+        return bad(format!("sections list {counted} spots, the arrays hold {n}"));
+    }
+    let extent = meta.arrays[4];
+    let section_bytes = &bytes[extent.offset..extent.offset + extent.bytes];
+    let max_section = section_bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).max();
+    if max_section.is_some_and(|s| s as usize >= meta.sections.len()) {
+        return bad(format!("a spot refers to section {max_section:?} of {}", meta.sections.len()));
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::random_bank;
+
+    #[test]
+    fn a_bank_reads_back_what_was_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bank, parts) = random_bank(dir.path(), 1);
+        assert_eq!(bank.len(), 50);
+        assert_eq!(bank.meta().genes, ["G3", "G1", "G7"]);
+        assert_eq!(bank.embeddings().row(30), parts[1].1.row(0));
+        assert_eq!(bank.centres().row(31).to_vec(), vec![1.0, 2.0]);
+        assert_eq!(bank.section_of()[29..31], [0, 1]);
+        assert_eq!(bank.meta().sections[1].spot_ids[0], "B-0");
+        // Min-max targets fitted on the bank itself span exactly [0, 1] per gene.
+        for gene in bank.expression().columns() {
+            let (lo, hi) = gene.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+            assert_eq!((lo, hi), (0.0, 1.0));
+        }
+    }
+
+    #[test]
+    fn damaged_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bank, _) = random_bank(dir.path(), 1);
+        let good = std::fs::read(bank.path()).unwrap();
+        let path = dir.path().join("damaged.spb");
+        for (what, bytes) in [
+            ("truncated", good[..good.len() - 9].to_vec()),
+            ("flipped", {
+                let mut b = good.clone();
+                let last = b.len() - 1;
+                b[last] ^= 1;
+                b
+            }),
+            ("newer", {
+                let mut b = good.clone();
+                b[8] = 9;
+                b
+            }),
+            ("empty", Vec::new()),
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            let err = ReferenceBank::open(&path).err().expect(what).to_string();
+            assert!(err.contains("damaged.spb"), "{what}: {err}");
+            if what == "newer" {
+                assert!(err.contains("version 9") && err.contains("version 1"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_inputs_are_refused() {
+        use crate::{BankSection, build_bank};
+        use rand::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let (a, ea) = crate::test_support::random_section("A", 5, 4, &mut rng);
+        let (b, eb) = crate::test_support::random_section("B", 5, 3, &mut rng);
+        let genes = vec!["G1".to_string()];
+        let path = dir.path().join("bank.spb");
+        let two =
+            [BankSection { section: &a, embeddings: ea.view() }, BankSection { section: &b, embeddings: eb.view() }];
+        let err = build_bank(&path, &two, &genes, Default::default(), "x").unwrap_err().to_string();
+        assert!(err.contains("section B") && err.contains("3 dimensions"), "{err}");
+        let short = [BankSection { section: &a, embeddings: ea.slice(ndarray::s![..4, ..]) }];
+        assert!(build_bank(&path, &short, &genes, Default::default(), "x").is_err());
+        let alien = vec!["NOPE1".to_string(), "NOPE2".to_string()];
+        let one = [BankSection { section: &a, embeddings: ea.view() }];
+        assert!(build_bank(&path, &one, &alien, Default::default(), "x").unwrap_err().to_string().contains("lacks 2"));
+        assert!(!path.exists(), "a refused build writes nothing");
+    }
+}

@@ -1,0 +1,47 @@
+//! `spahgc cache stats|clear`.
+
+use clap::Subcommand;
+
+use crate::embed::CacheArgs;
+use crate::output::Output;
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Entries, sizes and the size bound of the embedding cache.
+    Stats(CacheArgs),
+    /// Remove every entry.
+    Clear(CacheArgs),
+}
+
+pub fn run(cmd: CacheCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        CacheCommand::Stats(args) => {
+            let cache = args.open()?.ok_or_else(|| anyhow::anyhow!("--no-cache leaves no cache to inspect"))?;
+            let stats = cache.stats()?;
+            let mut human = format!(
+                "cache {}: {} entries, {:.1} MiB of {:.1} MiB",
+                stats.root.display(),
+                stats.entries,
+                stats.total_bytes as f64 / 1048576.0,
+                stats.max_bytes as f64 / 1048576.0
+            );
+            let mut entries = Vec::new();
+            for e in &stats.per_entry {
+                let shape =
+                    e.shape.map_or("unreadable header".into(), |s| format!("{} × {} {:?}", s.rows, s.dim, s.precision));
+                human.push_str(&format!("\n  {}  {shape}  {} bytes", e.file_name, e.bytes));
+                entries.push(serde_json::json!({"name": e.file_name, "shape": shape, "bytes": e.bytes}));
+            }
+            out.report(
+                &human,
+                serde_json::json!({"root": stats.root, "entries": entries, "total_bytes": stats.total_bytes, "max_bytes": stats.max_bytes}),
+            );
+        }
+        CacheCommand::Clear(args) => {
+            let cache = args.open()?.ok_or_else(|| anyhow::anyhow!("--no-cache leaves no cache to clear"))?;
+            let removed = cache.clear()?;
+            out.report(&format!("removed {removed} entries"), serde_json::json!({ "removed": removed }));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `spahgc`: predict spatial gene expression from H&E images — command-line tools.
+
+mod bank;
+mod bench;
+mod cache;
+mod embed;
+mod output;
+mod panel;
+
+use clap::{Parser, Subcommand};
+
+/// Spatial gene expression from H&E images (SpaHGC).
+#[derive(Parser)]
+#[command(name = "spahgc", version, about)]
+struct Cli {
+    /// Print nothing but errors (and the --json summary).
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Print a one-line JSON summary on stdout, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Choose a gene panel: the most variable genes common to the given sections.
+    Panel(panel::PanelArgs),
+    /// Embed a section's spots with an image encoder (served from the cache when possible).
+    Embed(embed::EmbedArgs),
+    /// Reference banks of spots with measured expression.
+    #[command(subcommand)]
+    Bank(bank::BankCommand),
+    /// Inspect or empty the embedding cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// Measure throughput against the raw runtime.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output::new(cli.quiet, cli.json);
+    let result = match cli.command {
+        Command::Panel(args) => panel::run(args, &out),
+        Command::Embed(args) => embed::run(args, &out),
+        Command::Bank(cmd) => bank::run(cmd, &out),
+        Command::Cache(cmd) => cache::run(cmd, &out),
+        Command::Bench(cmd) => bench::run(cmd, &out),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

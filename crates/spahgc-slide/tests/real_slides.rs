@@ -1,0 +1,75 @@
+//! Reading real slides: her2st JPEGs, Aperio SVS (JPEG and JPEG 2000 tiles), tiled TIFF.
+
+use spahgc_slide::{PatchGeometry, Rect, SlideError, open, read_region};
+
+fn wsi(name: &str) -> Option<std::path::PathBuf> {
+    spahgc_testdata::shared("wsi").map(|d| d.join(name))
+}
+
+/// Mean of each channel; tissue is darker and redder than the white glass.
+fn mean_rgb(img: &spahgc_slide::RgbImage) -> [f64; 3] {
+    let n = (img.width() * img.height()) as f64;
+    let mut sum = [0f64; 3];
+    for p in img.pixels() {
+        for c in 0..3 {
+            sum[c] += f64::from(p[c]);
+        }
+    }
+    sum.map(|s| s / n)
+}
+
+#[test]
+fn aperio_svs_reads_levels_and_resolution() {
+    let Some(path) = wsi("cmu_small_region.svs") else { return };
+    let slide = open(&path).unwrap();
+    assert_eq!(slide.dimensions(), (2220, 2967));
+    let mpp = slide.microns_per_pixel().unwrap();
+    assert!((mpp - 0.499).abs() < 1e-3, "{mpp}");
+    let patch =
+        PatchGeometry { field_of_view_um: 154.56, size_px: 224 }.extract(slide.as_ref(), mpp, 1110.0, 1480.0).unwrap();
+    assert_eq!(patch.dimensions(), (224, 224));
+    let [r, g, b] = mean_rgb(&patch);
+    assert!(r < 240.0 && r > g && b > g, "an H&E patch is pink-purple, got mean {r:.0},{g:.0},{b:.0}");
+}
+
+#[test]
+fn a_downsampled_read_uses_the_coarser_level() {
+    let Some(path) = wsi("tcga-cr-7395-01a-01-ts1.svs") else { return };
+    let slide = open(&path).unwrap();
+    assert_eq!(slide.dimensions(), (4443, 3567));
+    assert_eq!(slide.level_downsamples().len(), 2);
+    assert!(slide.microns_per_pixel().is_none(), "this slide records no MPP");
+    // The whole slide at half size comes from level 1 (JPEG 2000 tiles).
+    let half = read_region(slide.as_ref(), Rect { x: 0, y: 0, width: 4443, height: 3567 }, 2221, 1783).unwrap();
+    let full = read_region(slide.as_ref(), Rect { x: 2000, y: 1600, width: 64, height: 64 }, 32, 32).unwrap();
+    assert_eq!(half.dimensions(), (2221, 1783));
+    assert_eq!(full.dimensions(), (32, 32));
+}
+
+#[test]
+fn generic_tiled_tiff_and_tiny_svs_open() {
+    let Some(boxes) = wsi("boxes.tiff") else { return };
+    let slide = open(&boxes).unwrap();
+    assert_eq!(slide.level_downsamples().len(), 4);
+    let Some(small) = wsi("small.svs") else { return };
+    let slide = open(&small).unwrap();
+    assert_eq!(slide.dimensions(), (16, 16));
+    // A patch far larger than the slide is white beyond its edges.
+    let patch = read_region(slide.as_ref(), Rect { x: -8, y: -8, width: 32, height: 32 }, 32, 32).unwrap();
+    assert_eq!(patch.get_pixel(0, 0).0, [255, 255, 255]);
+}
+
+#[test]
+fn truncated_and_foreign_files_are_refused() {
+    let Some(her2st) = spahgc_testdata::shared("her2st") else { return };
+    let jpeg = std::fs::read(her2st.join("ST-imgs/C3.jpg")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.jpg");
+    std::fs::write(&truncated, &jpeg[..jpeg.len() / 2]).unwrap();
+    let err = open(&truncated).err().unwrap();
+    assert!(matches!(err, SlideError::Open { .. }) && err.to_string().contains("truncated"), "{err}");
+    let text = dir.path().join("notes.svs");
+    std::fs::write(&text, "not a slide").unwrap();
+    assert!(open(&text).is_err());
+    assert!(open(&dir.path().join("missing.svs")).is_err());
+}

@@ -1,0 +1,148 @@
+//! The `spahgc` command line end to end, on the shared her2st data with the default encoder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn spahgc(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spahgc"))
+        .args(args)
+        .env("SPAHGC_CACHE_DIR", cache)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the spahgc binary runs")
+}
+
+fn ok(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "spahgc failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("--json prints one JSON object")
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "spahgc should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The her2st data and the installed default encoder, or `None` (the test is skipped).
+fn her2st() -> Option<PathBuf> {
+    let dir = spahgc_testdata::shared("her2st")?;
+    if spahgc_encoder_installed() { Some(dir) } else { None }
+}
+
+fn spahgc_encoder_installed() -> bool {
+    let installed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.spahgc/models/efficientnet-lite0/manifest.json").is_file();
+    let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
+    assert!(installed || !required, "the default encoder is missing: run scripts/setup.sh");
+    if !installed {
+        eprintln!("skipping: the default encoder is not installed (run scripts/setup.sh)");
+    }
+    installed
+}
+
+#[test]
+fn a_second_embedding_comes_from_the_cache_unchanged() {
+    let Some(data) = her2st() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (first, second) = (tmp.path().join("a.npy"), tmp.path().join("b.npy"));
+    let data = data.to_str().unwrap();
+    let run = |out: &Path| {
+        ok(&spahgc(&["embed", "--her2st", data, "--section", "C3", "--json", "--out", out.to_str().unwrap()], &cache))
+    };
+    let cold = run(&first);
+    assert_eq!(
+        (cold["spots"].as_u64(), cold["dim"].as_u64(), cold["source"].as_str()),
+        (Some(180), Some(1280), Some("computed"))
+    );
+    let warm = run(&second);
+    assert_eq!(warm["source"], "cache");
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+        "cached embeddings equal computed ones"
+    );
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), 128 + 180 * 1280 * 4);
+
+    let stats = ok(&spahgc(&["cache", "stats", "--json"], &cache));
+    let entries = stats["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["shape"], "180 × 1280 F32");
+    assert_eq!(ok(&spahgc(&["cache", "clear", "--json"], &cache))["removed"], 1);
+}
+
+#[test]
+fn the_committed_panel_is_reproduced_by_the_panel_command() {
+    let Some(data) = spahgc_testdata::shared("her2st") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("panel.txt");
+    let args = [
+        "panel",
+        "--her2st",
+        data.to_str().unwrap(),
+        "--sections",
+        "B4,C2,C3,C4,C5",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_eq!(ok(&spahgc(&args, tmp.path()))["genes"], 250);
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../panels/her2st-250.txt");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(committed).unwrap());
+}
+
+#[test]
+fn a_bank_holds_the_spots_of_its_sections() {
+    let Some(data) = her2st() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let bank = tmp.path().join("bank.spb");
+    let panel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../panels/her2st-250.txt");
+    let args = ["bank", "build", "--her2st", data.to_str().unwrap(), "--sections", "C2,C4", "--json"];
+    let built = ok(&spahgc(
+        &[&args[..], &["--panel", panel.to_str().unwrap(), "--out", bank.to_str().unwrap()]].concat(),
+        &tmp.path().join("cache"),
+    ));
+    assert_eq!(built["spots"], 187 + 184);
+    let info = ok(&spahgc(&["bank", "info", bank.to_str().unwrap(), "--json"], tmp.path()));
+    assert_eq!((info["genes"].as_u64(), info["dim"].as_u64()), (Some(250), Some(1280)));
+    assert_eq!(info["sections"], serde_json::json!(["C2", "C4"]));
+}
+
+#[test]
+fn bad_input_is_named_and_changes_nothing() {
+    let Some(data) = her2st() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("e.npy");
+    let data_str = data.to_str().unwrap();
+
+    let err =
+        failed(&spahgc(&["embed", "--her2st", data_str, "--section", "Z9", "--out", out.to_str().unwrap()], &cache));
+    assert!(err.contains("Z9") && err.contains("B4, C2, C3, C4, C5"), "{err}");
+
+    // A copy of C3 whose image is cut short.
+    let broken = tmp.path().join("her2st");
+    for sub in ["ST-cnts", "ST-imgs", "ST-spotfiles"] {
+        std::fs::create_dir_all(broken.join(sub)).unwrap();
+    }
+    std::fs::copy(data.join("ST-cnts/C3.tsv.gz"), broken.join("ST-cnts/C3.tsv.gz")).unwrap();
+    std::fs::copy(data.join("ST-spotfiles/C3_selection.tsv"), broken.join("ST-spotfiles/C3_selection.tsv")).unwrap();
+    let jpeg = std::fs::read(data.join("ST-imgs/C3.jpg")).unwrap();
+    std::fs::write(broken.join("ST-imgs/C3.jpg"), &jpeg[..jpeg.len() - 4096]).unwrap();
+    let err = failed(&spahgc(
+        &["embed", "--her2st", broken.to_str().unwrap(), "--section", "C3", "--out", out.to_str().unwrap()],
+        &cache,
+    ));
+    assert!(err.contains("C3.jpg") && err.contains("truncated"), "{err}");
+    assert_eq!(ok(&spahgc(&["cache", "stats", "--json"], &cache))["entries"], serde_json::json!([]));
+
+    // A cache directory that cannot exist: its parent is a file.
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let bad_cache = blocker.join("cache");
+    let err = failed(&spahgc(
+        &["embed", "--her2st", data_str, "--section", "C3", "--out", out.to_str().unwrap()],
+        &bad_cache,
+    ));
+    assert!(err.contains(bad_cache.to_str().unwrap()), "{err}");
+    assert!(!out.exists(), "no output after an error");
+}
