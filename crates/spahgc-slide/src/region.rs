@@ -30,13 +30,8 @@ pub fn read_region(slide: &dyn Slide, rect: Rect, out_width: u32, out_height: u3
     }
     let wanted = (rect.width as f64 / f64::from(out_width)).min(rect.height as f64 / f64::from(out_height));
     let downsamples = slide.level_downsamples();
-    let (level, ds) = downsamples
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|&(_, ds)| ds <= wanted * (1.0 + 1e-6))
-        .last()
-        .unwrap_or((0, 1.0));
+    let (level, ds) =
+        downsamples.iter().copied().enumerate().rfind(|&(_, ds)| ds <= wanted * (1.0 + 1e-6)).unwrap_or((0, 1.0));
     let canvas_w = (rect.width as f64 / ds).ceil() as u64;
     let canvas_h = (rect.height as f64 / ds).ceil() as u64;
     if canvas_w * canvas_h > MAX_CANVAS_PIXELS {
