@@ -4,10 +4,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn spahgc(args: &[&str], cache: &Path) -> Output {
+    spahgc_with(args, cache, &[])
+}
+
+fn spahgc_with(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spahgc"))
         .args(args)
         .env("SPAHGC_CACHE_DIR", cache)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("the spahgc binary runs")
 }
@@ -145,4 +150,9 @@ fn bad_input_is_named_and_changes_nothing() {
     ));
     assert!(err.contains(bad_cache.to_str().unwrap()), "{err}");
     assert!(!out.exists(), "no output after an error");
+
+    // An ONNX Runtime library that is not there: the message says how to fix it.
+    let no_lib = [("SPAHGC_ORT_LIB", "/nonexistent/libonnxruntime.so")];
+    let err = failed(&spahgc_with(&["embed", "--her2st", data_str, "--section", "C3", "--no-cache"], &cache, &no_lib));
+    assert!(err.contains("SPAHGC_ORT_LIB") && err.contains("/nonexistent/libonnxruntime.so"), "{err}");
 }

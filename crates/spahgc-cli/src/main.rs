@@ -9,6 +9,11 @@ mod panel;
 
 use clap::{Parser, Subcommand};
 
+// Batches allocate and free tens of MB of tensors; glibc's malloc returns such blocks to the OS
+// each time and page-faults them back in, mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Spatial gene expression from H&E images (SpaHGC).
 #[derive(Parser)]
 #[command(name = "spahgc", version, about)]

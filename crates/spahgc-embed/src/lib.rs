@@ -126,10 +126,8 @@ impl SpotEmbedder<'_> {
             let (send, receive) = mpsc::sync_channel::<Result<Array4<f32>, EmbedError>>(1);
             scope.spawn(move || {
                 for chunk in centres.chunks(batch) {
-                    let tensor = chunk
-                        .iter()
-                        .map(|&(x, y)| geometry.extract(slide, mpp, x, y))
-                        .collect::<Result<Vec<_>, _>>()
+                    let tensor = geometry
+                        .extract_many(slide, mpp, chunk)
                         .map_err(EmbedError::from)
                         .and_then(|patches| Ok(to_tensor(&patches, manifest)?));
                     let failed = tensor.is_err();

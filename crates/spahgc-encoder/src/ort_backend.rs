@@ -71,6 +71,7 @@ impl OrtBackend {
     /// Starts a session on `device`; `Device::Auto` falls back to the CPU when no GPU provider starts.
     pub fn new(model: &ModelDir, device: Device, threads: Option<usize>) -> Result<Self, EncoderError> {
         let env = environment()?;
+        let mut fallback = String::new();
         let (session, provider) = match device {
             Device::Cpu => (session(env, model, None, threads)?, "CPU"),
             Device::Cuda | Device::DirectMl => {
@@ -81,13 +82,13 @@ impl OrtBackend {
                 match gpu_provider(Device::auto_gpu()).and_then(|ep| session(env, model, Some(ep), threads)) {
                     Ok(session) => (session, Device::auto_gpu().provider_name()),
                     Err(e) => {
-                        tracing::info!("GPU execution provider unavailable ({e}); using CPU");
+                        fallback = format!(" ({e})");
                         (session(env, model, None, threads)?, "CPU")
                     }
                 }
             }
         };
-        tracing::info!("encoder {} runs on the {provider} execution provider", model.manifest.name);
+        tracing::info!("encoder {} runs on the {provider} execution provider{fallback}", model.manifest.name);
         let manifest = &model.manifest;
         check_signature(&session, model)?;
         let mut outputs = vec![manifest.embedding_output.clone()];
@@ -134,7 +135,10 @@ fn session(
     threads: Option<usize>,
 ) -> Result<Session, EncoderError> {
     let model_err = |e: ort::Error| EncoderError::Model { path: model.onnx_path(), problem: e.to_string() };
-    let mut builder = Session::builder(env).map_err(model_err)?;
+    // Idle inference threads sleep instead of spinning: the thread cutting the next batch (and
+    // the viewer hosting us) need the cores between runs.
+    let mut builder =
+        Session::builder(env).and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into)).map_err(model_err)?;
     if let Some(n) = threads {
         builder = builder.with_intra_threads(n).map_err(|e| model_err(e.into()))?;
     }

@@ -13,18 +13,22 @@ pub fn to_tensor(patches: &[RgbImage], manifest: &EncoderManifest) -> Result<Arr
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
     };
-    for (n, patch) in patches.iter().enumerate() {
+    let plane = (size * size) as usize;
+    let scale = manifest.std.map(|s| 1.0 / s);
+    let values = out.as_slice_mut().expect("a new array is contiguous");
+    for (n, (patch, dst)) in patches.iter().zip(values.chunks_exact_mut(3 * plane)).enumerate() {
         if patch.dimensions() != (size, size) {
             let (w, h) = patch.dimensions();
             return Err(EncoderError::Inference(format!(
                 "patch {n} is {w}×{h} pixels, the encoder takes {size}×{size}"
             )));
         }
-        for (c, &source) in order.iter().enumerate() {
-            let (mean, std) = (manifest.mean[c], manifest.std[c]);
-            let mut plane = out.slice_mut(ndarray::s![n, c, .., ..]);
-            for (dst, px) in plane.iter_mut().zip(patch.pixels()) {
-                *dst = (f32::from(px[source]) - mean) / std;
+        // One pass over the interleaved pixels, writing the three planes.
+        let (c0, rest) = dst.split_at_mut(plane);
+        let (c1, c2) = rest.split_at_mut(plane);
+        for (i, px) in patch.as_raw().chunks_exact(3).enumerate() {
+            for (c, out) in [&mut c0[i], &mut c1[i], &mut c2[i]].into_iter().enumerate() {
+                *out = (f32::from(px[order[c]]) - manifest.mean[c]) * scale[c];
             }
         }
     }

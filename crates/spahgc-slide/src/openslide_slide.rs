@@ -60,13 +60,15 @@ impl Slide for WsiSlide {
         };
         let bgra = self.slide.read_region(&region).map_err(|e| read_err(e.to_string()))?;
         // Premultiplied BGRA composited over white: the glass where no tissue was scanned.
-        let rgb = bgra
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let clear = 255 - p[3];
-                [p[2].saturating_add(clear), p[1].saturating_add(clear), p[0].saturating_add(clear)]
-            })
-            .collect();
+        let mut rgb = Vec::with_capacity(bgra.len() / 4 * 3);
+        for p in bgra.chunks_exact(4) {
+            let clear = 255 - p[3];
+            rgb.extend_from_slice(&[
+                p[2].saturating_add(clear),
+                p[1].saturating_add(clear),
+                p[0].saturating_add(clear),
+            ]);
+        }
         RgbImage::from_raw(width, height, rgb).ok_or_else(|| read_err("OpenSlide returned a short buffer".into()))
     }
 }

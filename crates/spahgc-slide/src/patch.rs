@@ -39,6 +39,91 @@ impl PatchGeometry {
         let rect = self.rect_around(x, y, microns_per_pixel)?;
         read_region(slide, rect, self.size_px, self.size_px)
     }
+
+    /// Cuts the patches centred on `centres`, pixel for pixel what [`Self::extract`] gives.
+    ///
+    /// Neighbouring patches of a whole-slide image share tiles: when the patches are read from
+    /// level 0 and their bounding box is not much larger than the patches themselves (a run of
+    /// spots on a grid), the box is read once and the patches are cut from it in memory.
+    pub fn extract_many(
+        &self,
+        slide: &dyn Slide,
+        microns_per_pixel: f64,
+        centres: &[(f64, f64)],
+    ) -> Result<Vec<RgbImage>, SlideError> {
+        let rects =
+            centres.iter().map(|&(x, y)| self.rect_around(x, y, microns_per_pixel)).collect::<Result<Vec<_>, _>>()?;
+        let block = match BlockSlide::around(slide, &rects, self.size_px)? {
+            Some(block) => block,
+            None => return rects.iter().map(|&r| read_region(slide, r, self.size_px, self.size_px)).collect(),
+        };
+        rects.iter().map(|&r| read_region(&block, r, self.size_px, self.size_px)).collect()
+    }
+}
+
+/// A level-0 block of a slide held in memory, serving reads inside it and passing others on.
+struct BlockSlide<'a> {
+    slide: &'a dyn Slide,
+    x: u64,
+    y: u64,
+    pixels: RgbImage,
+}
+
+impl<'a> BlockSlide<'a> {
+    /// Reads the bounding box of `rects` (clipped to the slide) when the patches come from level
+    /// 0 and the box is at most four times their total area; `None` when that does not pay.
+    fn around(slide: &'a dyn Slide, rects: &[Rect], size_px: u32) -> Result<Option<Self>, SlideError> {
+        let Some(first) = rects.first() else { return Ok(None) };
+        let downsamples = slide.level_downsamples();
+        let wanted = first.width as f64 / f64::from(size_px);
+        if rects.len() < 2 || downsamples.get(1).is_some_and(|&ds| ds <= wanted * (1.0 + 1e-6)) {
+            return Ok(None);
+        }
+        let (w, h) = slide.dimensions();
+        let clip = |v: i64, max: u64| v.clamp(0, max as i64) as u64;
+        let x0 = clip(rects.iter().map(|r| r.x).min().unwrap_or(0), w);
+        let y0 = clip(rects.iter().map(|r| r.y).min().unwrap_or(0), h);
+        let x1 = clip(rects.iter().map(|r| r.x + r.width as i64).max().unwrap_or(0), w);
+        let y1 = clip(rects.iter().map(|r| r.y + r.height as i64).max().unwrap_or(0), h);
+        let area: u64 = rects.iter().map(|r| r.width * r.height).sum();
+        let block = (x1.saturating_sub(x0)) * (y1.saturating_sub(y0));
+        if block == 0 || block > 4 * area || block > 1 << 26 {
+            return Ok(None);
+        }
+        let pixels = slide.read_level(0, x0, y0, (x1 - x0) as u32, (y1 - y0) as u32)?;
+        Ok(Some(Self { slide, x: x0, y: y0, pixels }))
+    }
+}
+
+impl Slide for BlockSlide<'_> {
+    fn path(&self) -> &std::path::Path {
+        self.slide.path()
+    }
+
+    fn dimensions(&self) -> (u64, u64) {
+        self.slide.dimensions()
+    }
+
+    fn microns_per_pixel(&self) -> Option<f64> {
+        self.slide.microns_per_pixel()
+    }
+
+    fn level_downsamples(&self) -> Vec<f64> {
+        self.slide.level_downsamples()
+    }
+
+    fn read_level(&self, level: usize, x: u64, y: u64, width: u32, height: u32) -> Result<RgbImage, SlideError> {
+        let inside = level == 0
+            && x >= self.x
+            && y >= self.y
+            && x + u64::from(width) <= self.x + u64::from(self.pixels.width())
+            && y + u64::from(height) <= self.y + u64::from(self.pixels.height());
+        if !inside {
+            return self.slide.read_level(level, x, y, width, height);
+        }
+        let (dx, dy) = ((x - self.x) as u32, (y - self.y) as u32);
+        Ok(image::imageops::crop_imm(&self.pixels, dx, dy, width, height).to_image())
+    }
 }
 
 #[cfg(test)]

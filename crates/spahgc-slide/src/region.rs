@@ -1,5 +1,6 @@
 //! Reading any level-0 rectangle at any output size, from the best pyramid level.
 
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{Rgb, imageops};
 
 use crate::{RgbImage, Slide, SlideError};
@@ -55,10 +56,20 @@ pub fn read_region(slide: &dyn Slide, rect: Rect, out_width: u32, out_height: u3
         imageops::replace(&mut canvas, &part, dx, dy);
     }
     if canvas.dimensions() == (out_width, out_height) {
-        Ok(canvas)
-    } else {
-        Ok(imageops::resize(&canvas, out_width, out_height, imageops::FilterType::Triangle))
+        return Ok(canvas);
     }
+    // Bilinear convolution whose support widens with the scale factor, so downsampling averages
+    // every source pixel (no aliasing); SIMD, several times faster than `image`'s resize.
+    let mut out = RgbImage::new(out_width, out_height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&canvas, &mut out, &options).map_err(|e| {
+        SlideError::BadRegion(format!(
+            "resampling {}×{} to {out_width}×{out_height}: {e}",
+            canvas.width(),
+            canvas.height()
+        ))
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -33,6 +33,23 @@ fn aperio_svs_reads_levels_and_resolution() {
 }
 
 #[test]
+fn patches_cut_together_equal_patches_cut_alone() {
+    let Some(path) = wsi("cmu_small_region.svs") else { return };
+    let slide = open(&path).unwrap();
+    let geometry = PatchGeometry { field_of_view_um: 154.56, size_px: 224 };
+    // A row of spots at half the field of view, running off the slide's left edge.
+    let centres: Vec<(f64, f64)> = (0..12).map(|i| (-60.0 + 155.0 * i as f64, 700.5)).collect();
+    let together = geometry.extract_many(slide.as_ref(), 0.499, &centres).unwrap();
+    for (patch, &(x, y)) in together.iter().zip(&centres) {
+        assert!(*patch == geometry.extract(slide.as_ref(), 0.499, x, y).unwrap(), "patch at ({x}, {y}) differs");
+    }
+    // Spots far apart are read one by one, with the same result.
+    let scattered = [(100.0, 100.0), (2100.0, 2900.0)];
+    let apart = geometry.extract_many(slide.as_ref(), 0.499, &scattered).unwrap();
+    assert!(apart[1] == geometry.extract(slide.as_ref(), 0.499, 2100.0, 2900.0).unwrap());
+}
+
+#[test]
 fn a_downsampled_read_uses_the_coarser_level() {
     let Some(path) = wsi("tcga-cr-7395-01a-01-ts1.svs") else { return };
     let slide = open(&path).unwrap();

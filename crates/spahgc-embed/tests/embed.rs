@@ -1,0 +1,63 @@
+//! The embedding pipeline on real slides: cache hits equal fresh computation, in both precisions.
+
+use std::path::PathBuf;
+
+use spahgc_cache::{EmbeddingCache, Precision};
+use spahgc_embed::{EmbedError, Origin, SlideSpots, SpotEmbedder};
+use spahgc_encoder::{Device, EncoderOptions, LazyEncoder, locate};
+
+fn encoder() -> Option<LazyEncoder> {
+    let Some(dir) = locate::default_model_dir() else {
+        let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
+        assert!(!required, "the default encoder is missing: run scripts/setup.sh");
+        eprintln!("skipping: the default encoder is not installed (run scripts/setup.sh)");
+        return None;
+    };
+    let options = EncoderOptions { device: Device::Cpu, batch_size: 4, ..Default::default() };
+    Some(LazyEncoder::open(&dir, options).unwrap())
+}
+
+fn c3() -> Option<(PathBuf, Vec<(f64, f64)>)> {
+    let dir = spahgc_testdata::shared("her2st")?;
+    let section = spahgc_datasets::her2st::load(&dir, "C3").unwrap();
+    // Ten spots: more than two batches of four, the last one partial.
+    let centres = section.spots.iter().take(10).map(|s| (s.x, s.y)).collect();
+    Some((section.image.unwrap(), centres))
+}
+
+#[test]
+fn cached_embeddings_equal_computed_ones_in_both_precisions() {
+    let (Some(encoder), Some((image, centres))) = (encoder(), c3()) else { return };
+    let spots = SlideSpots { slide: &image, microns_per_pixel: Some(0.69), centres: &centres };
+    let uncached = SpotEmbedder { encoder: &encoder, cache: None, precision: Precision::F32 }.embed(&spots, &|_, _| {});
+    let uncached = uncached.unwrap().embeddings;
+    for precision in [Precision::F32, Precision::F16] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EmbeddingCache::open(dir.path(), u64::MAX).unwrap();
+        let embedder = SpotEmbedder { encoder: &encoder, cache: Some(&cache), precision };
+        let progress = std::sync::Mutex::new(Vec::new());
+        let cold = embedder.embed(&spots, &|done, total| progress.lock().unwrap().push((done, total))).unwrap();
+        assert_eq!(cold.origin, Origin::Computed);
+        assert_eq!(*progress.lock().unwrap(), vec![(4, 10), (8, 10), (10, 10)]);
+        let warm = embedder.embed(&spots, &|_, _| {}).unwrap();
+        assert_eq!(warm.origin, Origin::Cache);
+        assert_eq!(warm.embeddings, cold.embeddings, "{precision:?}: a hit serves what the cold run returned");
+        let max_diff = (&cold.embeddings - &uncached).iter().fold(0f32, |m, d| m.max(d.abs()));
+        let tolerance = if precision == Precision::F16 { 1e-2 } else { 0.0 };
+        assert!(max_diff <= tolerance, "{precision:?}: {max_diff}");
+        // Other spots of the same slide are another entry.
+        let fewer = SlideSpots { centres: &centres[..9], ..spots };
+        assert_eq!(embedder.embed(&fewer, &|_, _| {}).unwrap().origin, Origin::Computed);
+    }
+    assert!(encoder.loaded().is_some());
+}
+
+#[test]
+fn a_slide_without_resolution_needs_one() {
+    let Some(encoder) = encoder() else { return };
+    let Some(wsi) = spahgc_testdata::shared("wsi") else { return };
+    let slide = wsi.join("tcga-cr-7395-01a-01-ts1.svs");
+    let spots = SlideSpots { slide: &slide, microns_per_pixel: None, centres: &[(1000.0, 1000.0)] };
+    let err = SpotEmbedder { encoder: &encoder, cache: None, precision: Precision::F32 }.embed(&spots, &|_, _| {});
+    assert!(matches!(err, Err(EmbedError::NoResolution(_))));
+}
