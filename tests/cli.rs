@@ -156,3 +156,44 @@ fn bad_input_is_named_and_changes_nothing() {
     let err = failed(&spahgc_with(&["embed", "--her2st", data_str, "--section", "C3", "--no-cache"], &cache, &no_lib));
     assert!(err.contains("SPAHGC_ORT_LIB") && err.contains("/nonexistent/libonnxruntime.so"), "{err}");
 }
+
+#[test]
+fn evaluation_reports_every_method_and_is_deterministic() {
+    let Some(data) = her2st() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let panel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../panels/her2st-250.txt");
+    let report = |name: &str| {
+        let path = tmp.path().join(name);
+        let args = ["eval", "--her2st", data.to_str().unwrap(), "--sections", "C2,C3,C4", "--test", "C3"];
+        let out = spahgc(
+            &[&args[..], &["--panel", panel.to_str().unwrap(), "--json", path.to_str().unwrap()]].concat(),
+            &cache,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&path).unwrap();
+        (
+            text.clone(),
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (first, json, table) = report("a.json");
+    assert!(table.contains("pcc_hvg50") && table.contains("ridge"), "the table is printed too: {table}");
+    let folds = json["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 1);
+    assert_eq!(folds[0]["test"], "C3");
+    let methods = &folds[0]["methods"];
+    for method in ["mean", "knn", "ridge"] {
+        let pcc = methods[method]["pcc"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&pcc), "{method}: {pcc}");
+        assert!(methods[method]["rmse"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(methods["mean"]["pcc"], 0.0, "a constant prediction carries no correlation");
+    assert!(methods["knn"]["pcc"].as_f64().unwrap() > 0.05, "retrieval from consecutive sections must beat chance");
+    assert_eq!(json["mean"], folds[0]["methods"], "with one fold, the mean is that fold");
+    assert_eq!(report("b.json").0, first, "the same inputs give the same report");
+
+    let bad = spahgc(&["eval", "--her2st", data.to_str().unwrap(), "--sections", "C2,C4", "--test", "C3"], &cache);
+    assert!(failed(&bad).contains("--test C3 is not one of --sections C2,C4"));
+}

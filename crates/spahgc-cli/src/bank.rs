@@ -23,12 +23,22 @@ pub enum BankCommand {
     },
 }
 
+/// How expression becomes model targets.
 #[derive(Clone, Copy, ValueEnum)]
-enum NormalisationArg {
+pub enum NormalisationArg {
     /// Per-gene min–max scaling fitted on the bank's sections.
     MinMax,
     /// Plain ln(1 + counts per 10k).
     LogCounts,
+}
+
+impl From<NormalisationArg> for Normalisation {
+    fn from(arg: NormalisationArg) -> Self {
+        match arg {
+            NormalisationArg::MinMax => Normalisation::MinMax,
+            NormalisationArg::LogCounts => Normalisation::LogCounts,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -78,7 +88,7 @@ pub fn run(cmd: BankCommand, out: &Output) -> anyhow::Result<()> {
                     "genes": meta.genes.len(), "sections": meta.sections.iter().map(|s| &s.name).collect::<Vec<_>>(),
                     "encoder_sha256": meta.encoder_sha256,
                 }),
-            );
+            )?;
             Ok(())
         }
     }
@@ -96,15 +106,11 @@ fn build(args: BuildArgs, out: &Output) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let inputs: Vec<BankSection> =
         sections.iter().zip(&embeddings).map(|(section, e)| BankSection { section, embeddings: e.view() }).collect();
-    let method = match args.normalisation {
-        NormalisationArg::MinMax => Normalisation::MinMax,
-        NormalisationArg::LogCounts => Normalisation::LogCounts,
-    };
-    let meta = build_bank(&args.out, &inputs, &panel.genes, method, &encoder.manifest().onnx_sha256)
+    let meta = build_bank(&args.out, &inputs, &panel.genes, args.normalisation.into(), &encoder.manifest().onnx_sha256)
         .with_context(|| format!("building {}", args.out.display()))?;
     out.report(
         &format!("wrote bank {}: {} spots from {} sections, {} genes", args.out.display(), meta.n_spots, meta.sections.len(), meta.genes.len()),
         serde_json::json!({ "out": args.out, "spots": meta.n_spots, "sections": args.sections, "genes": meta.genes.len() }),
-    );
+    )?;
     Ok(())
 }

@@ -109,6 +109,6 @@ pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
             "encoder": manifest.name, "provider": encoder.provider(), "patches": n, "workload": label, "batch_size": encoder.batch_size(),
             "raw_patches_per_s": raw_rate, "pipeline_patches_per_s": pipeline_rate, "pipeline_over_raw": ratio,
         }),
-    );
+    )?;
     Ok(())
 }

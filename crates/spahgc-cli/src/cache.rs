@@ -35,12 +35,12 @@ pub fn run(cmd: CacheCommand, out: &Output) -> anyhow::Result<()> {
             out.report(
                 &human,
                 serde_json::json!({"root": stats.root, "entries": entries, "total_bytes": stats.total_bytes, "max_bytes": stats.max_bytes}),
-            );
+            )?;
         }
         CacheCommand::Clear(args) => {
             let cache = args.open()?.ok_or_else(|| anyhow::anyhow!("--no-cache leaves no cache to clear"))?;
             let removed = cache.clear()?;
-            out.report(&format!("removed {removed} entries"), serde_json::json!({ "removed": removed }));
+            out.report(&format!("removed {removed} entries"), serde_json::json!({ "removed": removed }))?;
         }
     }
     Ok(())

@@ -146,7 +146,7 @@ pub fn run(args: EmbedArgs, out: &Output) -> anyhow::Result<()> {
             "section": section.name, "spots": spots, "dim": dim, "source": source,
             "provider": provider, "seconds": seconds, "out": args.out,
         }),
-    );
+    )?;
     Ok(())
 }
 

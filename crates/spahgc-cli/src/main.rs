@@ -4,6 +4,7 @@ mod bank;
 mod bench;
 mod cache;
 mod embed;
+mod eval;
 mod output;
 mod panel;
 
@@ -21,9 +22,10 @@ struct Cli {
     /// Print nothing but errors (and the --json summary).
     #[arg(long, global = true)]
     quiet: bool,
-    /// Print a one-line JSON summary on stdout, for scripts.
-    #[arg(long, global = true)]
-    json: bool,
+    /// JSON for scripts: `--json` prints the summary on stdout instead of text; `--json FILE`
+    /// writes it to FILE (for `eval`, the full report) and prints the text as usual.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "-", value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +42,8 @@ enum Command {
     /// Inspect or empty the embedding cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Leave-one-section-out evaluation of the baselines (SpaHGC joins with the model).
+    Eval(eval::EvalArgs),
     /// Measure throughput against the raw runtime.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Embed(args) => embed::run(args, &out),
         Command::Bank(cmd) => bank::run(cmd, &out),
         Command::Cache(cmd) => cache::run(cmd, &out),
+        Command::Eval(args) => eval::run(args, &out),
         Command::Bench(cmd) => bench::run(cmd, &out),
     };
     match result {

@@ -2,15 +2,20 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use std::path::PathBuf;
+
+use anyhow::Context;
+
 /// Output settings shared by every command.
 pub struct Output {
     quiet: bool,
-    json: bool,
+    /// `-` for stdout, else a file to write the JSON to.
+    json: Option<PathBuf>,
 }
 
 impl Output {
     /// Sets up logging to stderr (`RUST_LOG` overrides the level; `--quiet` keeps errors only).
-    pub fn new(quiet: bool, json: bool) -> Self {
+    pub fn new(quiet: bool, json: Option<PathBuf>) -> Self {
         let default = if quiet { "error" } else { "info" };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -18,9 +23,13 @@ impl Output {
         Self { quiet, json }
     }
 
+    fn json_to_stdout(&self) -> bool {
+        self.json.as_deref().is_some_and(|p| p.as_os_str() == "-")
+    }
+
     /// A progress bar on stderr, hidden with `--quiet`/`--json` or when stderr is not a terminal.
     pub fn progress(&self, what: &str, total: usize) -> ProgressBar {
-        if self.quiet || self.json {
+        if self.quiet || self.json_to_stdout() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(total as u64);
@@ -32,12 +41,21 @@ impl Output {
         bar
     }
 
-    /// Prints a result: human lines on stdout, or the JSON summary with `--json`.
-    pub fn report(&self, human: &str, json: serde_json::Value) {
-        if self.json {
-            println!("{json}");
-        } else if !self.quiet {
-            println!("{human}");
+    /// Prints a result: human lines on stdout, or the JSON summary with `--json`; with
+    /// `--json FILE`, the human lines and the JSON written (atomically) to FILE.
+    pub fn report(&self, human: &str, json: serde_json::Value) -> anyhow::Result<()> {
+        match &self.json {
+            Some(_) if self.json_to_stdout() => println!("{json}"),
+            Some(path) => {
+                spahgc_core::write_atomically(path, |w| writeln!(w, "{json:#}"))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                if !self.quiet {
+                    println!("{human}");
+                }
+            }
+            None if !self.quiet => println!("{human}"),
+            None => {}
         }
+        Ok(())
     }
 }

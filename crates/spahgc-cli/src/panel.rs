@@ -41,6 +41,6 @@ pub fn run(args: PanelArgs, out: &Output) -> anyhow::Result<()> {
             panel.genes[..5.min(panel.genes.len())].join(", ")
         ),
         serde_json::json!({ "genes": panel.genes.len(), "out": args.out, "sections": args.sections }),
-    );
+    )?;
     Ok(())
 }

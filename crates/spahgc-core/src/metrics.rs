@@ -23,17 +23,25 @@ pub fn pearson(a: ArrayView1<f32>, b: ArrayView1<f32>) -> Option<f64> {
 /// Mean over genes (columns) of the Pearson correlation between prediction and truth.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenePcc {
-    /// Mean correlation over the genes that vary in the truth (and in the prediction).
+    /// Mean correlation over the genes that vary in the truth.
     pub mean: f64,
-    /// Genes left out because the truth (or the prediction) is constant over the spots.
+    /// Genes left out because the truth is constant over the spots.
     pub excluded: usize,
 }
 
 /// Per-gene Pearson correlation averaged over genes; `None` when no gene can be scored.
+///
+/// Genes constant in the truth cannot be scored and are left out (and counted). A prediction
+/// that is constant for a gene the truth varies in scores 0: it carries no information.
 pub fn mean_gene_pcc(predicted: ArrayView2<f32>, truth: ArrayView2<f32>) -> Option<GenePcc> {
     assert_eq!(predicted.dim(), truth.dim(), "prediction and truth must have the same shape");
-    let scores: Vec<f64> =
-        predicted.axis_iter(Axis(1)).zip(truth.axis_iter(Axis(1))).filter_map(|(p, t)| pearson(p, t)).collect();
+    let varies = |t: &ArrayView1<f32>| t.iter().any(|&v| v != t[0]);
+    let scores: Vec<f64> = predicted
+        .axis_iter(Axis(1))
+        .zip(truth.axis_iter(Axis(1)))
+        .filter(|(_, t)| varies(t))
+        .map(|(p, t)| pearson(p, t).unwrap_or(0.0))
+        .collect();
     if scores.is_empty() {
         return None;
     }
@@ -62,10 +70,11 @@ mod tests {
 
     #[test]
     fn constant_genes_are_excluded_and_counted() {
-        let truth = array![[1.0f32, 5.0, 0.0], [2.0, 5.0, 1.0], [3.0, 5.0, 2.0]];
-        let predicted = array![[1.0f32, 1.0, 2.0], [2.0, 2.0, 1.0], [3.0, 3.0, 0.0]];
+        let truth = array![[1.0f32, 5.0, 0.0, 0.0], [2.0, 5.0, 1.0, 1.0], [3.0, 5.0, 2.0, 3.0]];
+        let predicted = array![[1.0f32, 1.0, 2.0, 4.0], [2.0, 2.0, 1.0, 4.0], [3.0, 3.0, 0.0, 4.0]];
         let pcc = mean_gene_pcc(predicted.view(), truth.view()).unwrap();
-        assert_eq!(pcc, GenePcc { mean: 0.0, excluded: 1 }, "genes score +1 and −1, the constant one is out");
+        // Genes score +1, −1 and 0 (a constant prediction); the gene constant in the truth is out.
+        assert_eq!(pcc, GenePcc { mean: 0.0, excluded: 1 });
     }
 
     #[test]
