@@ -24,7 +24,7 @@ stage "setup" bash scripts/setup.sh
 stage "format" cargo fmt --all -- --check
 stage "clippy" cargo clippy --release --workspace --all-targets --locked -- -D warnings
 mkdir -p target
-stage "tests" bash -c 'set -o pipefail; cargo test --release --workspace --locked 2>&1 | tee target/test-output.log'
+stage "tests" bash -c 'set -o pipefail; cargo test --release --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log'
 echo "==> all stages took $(($(date +%s) - total_start)) s"
 # One closing line over every test binary (cargo prints one result line per binary).
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
