@@ -4,12 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use spahgc_bank::{BankSection, ReferenceBank, build_bank};
+use spahgc_bank::{ReferenceBank, build_bank};
 use spahgc_core::{GenePanel, Normalisation};
-use spahgc_datasets::her2st;
-use spahgc_embed::SpotEmbedder;
 
-use crate::embed::{CacheArgs, EncoderArgs, embed_section};
+use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -43,12 +41,9 @@ impl From<NormalisationArg> for Normalisation {
 
 #[derive(Args)]
 pub struct BuildArgs {
-    /// her2st data set directory.
-    #[arg(long)]
-    her2st: PathBuf,
-    /// Reference sections (comma-separated).
-    #[arg(long, value_delimiter = ',', required = true)]
-    sections: Vec<String>,
+    /// The reference sections.
+    #[command(flatten)]
+    sections: SectionsArgs,
     /// Gene panel file (from `spahgc panel`).
     #[arg(long)]
     panel: PathBuf,
@@ -96,21 +91,13 @@ pub fn run(cmd: BankCommand, out: &Output) -> anyhow::Result<()> {
 
 fn build(args: BuildArgs, out: &Output) -> anyhow::Result<()> {
     let panel = GenePanel::read(&args.panel)?;
-    let encoder = args.encoder.open()?;
-    let cache = args.cache.open()?;
-    let embedder = SpotEmbedder { encoder: &encoder, cache: cache.as_ref(), precision: args.cache.precision() };
-    let sections = args.sections.iter().map(|s| her2st::load(&args.her2st, s)).collect::<Result<Vec<_>, _>>()?;
-    let embeddings = sections
-        .iter()
-        .map(|s| embed_section(s, &embedder, out).map(|e| e.embeddings))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let inputs: Vec<BankSection> =
-        sections.iter().zip(&embeddings).map(|(section, e)| BankSection { section, embeddings: e.view() }).collect();
-    let meta = build_bank(&args.out, &inputs, &panel.genes, args.normalisation.into(), &encoder.manifest().onnx_sha256)
+    let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
+    let inputs = data.views();
+    let meta = build_bank(&args.out, &inputs, &panel.genes, args.normalisation.into(), &data.encoder_sha256)
         .with_context(|| format!("building {}", args.out.display()))?;
     out.report(
         &format!("wrote bank {}: {} spots from {} sections, {} genes", args.out.display(), meta.n_spots, meta.sections.len(), meta.genes.len()),
-        serde_json::json!({ "out": args.out, "spots": meta.n_spots, "sections": args.sections, "genes": meta.genes.len() }),
+        serde_json::json!({ "out": args.out, "spots": meta.n_spots, "sections": args.sections.sections, "genes": meta.genes.len() }),
     )?;
     Ok(())
 }

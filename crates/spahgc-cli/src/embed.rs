@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use ndarray::Array2;
+use spahgc_bank::BankSection;
 use spahgc_cache::{EmbeddingCache, Precision};
 use spahgc_core::Section;
 use spahgc_datasets::her2st;
@@ -89,6 +90,62 @@ impl CacheArgs {
 
     pub fn precision(&self) -> Precision {
         if self.cache_f16 { Precision::F16 } else { Precision::F32 }
+    }
+}
+
+/// her2st sections to work on.
+#[derive(Args)]
+pub struct SectionsArgs {
+    /// her2st data set directory (ST-cnts/, ST-spotfiles/, ST-imgs/).
+    #[arg(long)]
+    pub her2st: PathBuf,
+    /// Sections (comma-separated), e.g. B4,C2,C3,C4,C5.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub sections: Vec<String>,
+}
+
+impl SectionsArgs {
+    /// Loads every section.
+    pub fn load(&self) -> anyhow::Result<Vec<Section>> {
+        Ok(self.sections.iter().map(|s| her2st::load(&self.her2st, s)).collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// Sections with the embeddings of their spots.
+pub struct EmbeddedSections {
+    pub sections: Vec<Section>,
+    /// One spots × dimensions matrix per section.
+    pub embeddings: Vec<Array2<f32>>,
+    /// SHA-256 of the encoder's ONNX file.
+    pub encoder_sha256: String,
+}
+
+impl EmbeddedSections {
+    /// Loads the sections and embeds their spots through the cache.
+    pub fn load(
+        sections: &SectionsArgs,
+        encoder: &EncoderArgs,
+        cache: &CacheArgs,
+        out: &Output,
+    ) -> anyhow::Result<Self> {
+        let sections = sections.load()?;
+        let lazy = encoder.open()?;
+        let store = cache.open()?;
+        let embedder = SpotEmbedder { encoder: &lazy, cache: store.as_ref(), precision: cache.precision() };
+        let embeddings = sections
+            .iter()
+            .map(|s| embed_section(s, &embedder, out).map(|e| e.embeddings))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { sections, embeddings, encoder_sha256: lazy.manifest().onnx_sha256.clone() })
+    }
+
+    /// Each section with a view of its embeddings.
+    pub fn views(&self) -> Vec<BankSection<'_>> {
+        self.sections
+            .iter()
+            .zip(&self.embeddings)
+            .map(|(section, e)| BankSection { section, embeddings: e.view() })
+            .collect()
     }
 }
 

@@ -4,22 +4,17 @@ use std::path::PathBuf;
 
 use clap::Args;
 use spahgc_core::GenePanel;
-use spahgc_datasets::her2st;
-use spahgc_embed::SpotEmbedder;
-use spahgc_eval::{EvalSection, Report, evaluate_fold};
+use spahgc_eval::{Report, evaluate_fold};
 
 use crate::bank::NormalisationArg;
-use crate::embed::{CacheArgs, EncoderArgs, embed_section};
+use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
 use crate::output::Output;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// her2st data set directory.
-    #[arg(long)]
-    her2st: PathBuf,
-    /// Sections of the protocol (comma-separated).
-    #[arg(long, value_delimiter = ',', required = true)]
-    sections: Vec<String>,
+    /// The sections of the protocol.
+    #[command(flatten)]
+    sections: SectionsArgs,
     /// Test on this section only (train on the others); default: every section in turn.
     #[arg(long)]
     test: Option<String>,
@@ -35,23 +30,16 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs, out: &Output) -> anyhow::Result<()> {
+    let names = &args.sections.sections;
     let tests = match &args.test {
-        Some(t) if args.sections.contains(t) => vec![t.clone()],
-        Some(t) => anyhow::bail!("--test {t} is not one of --sections {}", args.sections.join(",")),
-        None => args.sections.clone(),
+        Some(t) if names.contains(t) => vec![t.clone()],
+        Some(t) => anyhow::bail!("--test {t} is not one of --sections {}", names.join(",")),
+        None => names.clone(),
     };
-    anyhow::ensure!(args.sections.len() >= 2, "leave-one-section-out needs at least two sections");
+    anyhow::ensure!(names.len() >= 2, "leave-one-section-out needs at least two sections");
     let panel = GenePanel::read(&args.panel)?;
-    let sections = args.sections.iter().map(|s| her2st::load(&args.her2st, s)).collect::<Result<Vec<_>, _>>()?;
-    let encoder = args.encoder.open()?;
-    let cache = args.cache.open()?;
-    let embedder = SpotEmbedder { encoder: &encoder, cache: cache.as_ref(), precision: args.cache.precision() };
-    let embeddings = sections
-        .iter()
-        .map(|s| embed_section(s, &embedder, out).map(|e| e.embeddings))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let inputs: Vec<EvalSection> =
-        sections.iter().zip(&embeddings).map(|(section, e)| EvalSection { section, embeddings: e.view() }).collect();
+    let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
+    let inputs = data.views();
     let scratch = tempfile::tempdir()?;
     let folds = tests
         .iter()

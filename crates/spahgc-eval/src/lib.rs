@@ -8,7 +8,7 @@
 pub mod baselines;
 mod protocol;
 
-pub use protocol::{EvalSection, FoldReport, Report, Scores, evaluate_fold, score};
+pub use protocol::{FoldReport, Report, Scores, evaluate_fold, score};
 
 /// Errors raised by an evaluation.
 #[derive(Debug, thiserror::Error)]

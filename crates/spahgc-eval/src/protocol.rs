@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::{Array2, ArrayView2, Axis, concatenate};
 use serde::Serialize;
 use spahgc_bank::{BankSection, ReferenceBank, build_bank};
-use spahgc_core::{NormStats, Normalisation, Section, mean_gene_pcc, panel_expression, rmse};
+use spahgc_core::{NormStats, Normalisation, mean_gene_pcc, panel_expression, rmse};
 
 use crate::EvalError;
 use crate::baselines::{MeanBaseline, PcaRidge, knn_exemplar};
@@ -17,12 +17,6 @@ const KNN_K: usize = 7;
 const PCA_COMPONENTS: usize = 256;
 /// Genes in the "most variable genes" score.
 const HVG: usize = 50;
-
-/// A section and the embeddings of its spots (rows in spot order).
-pub struct EvalSection<'a> {
-    pub section: &'a Section,
-    pub embeddings: ArrayView2<'a, f32>,
-}
 
 /// The scores of one method on one test section.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -86,17 +80,18 @@ impl Report {
     }
 }
 
-/// Trains every baseline on all sections but `test`, and scores them on `test`.
+/// Trains every baseline on all `sections` (each with its spots' embeddings) but `test`, and
+/// scores them on `test`.
 ///
 /// The fold's reference bank is written to `bank_dir`.
 pub fn evaluate_fold(
-    sections: &[EvalSection],
+    sections: &[BankSection],
     test: &str,
     genes: &[String],
     method: Normalisation,
     bank_dir: &Path,
 ) -> Result<FoldReport, EvalError> {
-    let (tests, train): (Vec<&EvalSection>, Vec<&EvalSection>) = sections.iter().partition(|s| s.section.name == test);
+    let (tests, train): (Vec<&BankSection>, Vec<&BankSection>) = sections.iter().partition(|s| s.section.name == test);
     let [test_section] = tests[..] else {
         return Err(EvalError::Input(format!("test section {test} is not among the sections")));
     };
