@@ -120,6 +120,7 @@ impl ReferenceBank {
         // The metadata records the offsets, and the offsets depend on the metadata's length: lay
         // out, serialise, and repeat until the serialisation no longer changes.
         let mut json = Vec::new();
+        let mut settled = false;
         for _ in 0..8 {
             let mut offset = align(HEADER_LEN + json.len());
             for (extent, part) in meta.arrays.iter_mut().zip(parts) {
@@ -127,27 +128,37 @@ impl ReferenceBank {
                 offset = align(offset + part.len());
             }
             let next = serde_json::to_vec(&meta).map_err(|e| BankError::Input(e.to_string()))?;
-            if next == json {
+            settled = next == json;
+            if settled {
                 break;
             }
             json = next;
         }
-        let mut body = json.clone();
-        body.resize(align(HEADER_LEN + json.len()) - HEADER_LEN, 0);
-        for (extent, part) in meta.arrays.iter().zip(parts) {
-            body.resize(extent.offset - HEADER_LEN, 0);
-            body.extend_from_slice(part);
+        if !settled {
+            return Err(BankError::Input("bank metadata layout did not settle".into()));
         }
+        // The file after the header: metadata, then each array after its alignment padding.
+        // Hashed and written piece by piece, so the arrays are never copied into one buffer.
+        let zeros = [0u8; ALIGN];
+        let mut body: Vec<&[u8]> = vec![&json];
+        let mut end = HEADER_LEN + json.len();
+        for (extent, part) in meta.arrays.iter().zip(parts) {
+            body.push(&zeros[..extent.offset - end]);
+            body.push(part);
+            end = extent.offset + part.len();
+        }
+        let mut digest = Sha256::new();
+        body.iter().for_each(|piece| digest.update(piece));
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
         header.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        header.extend_from_slice(&Sha256::digest(&body));
+        header.extend_from_slice(&digest.finalize());
         header.resize(HEADER_LEN, 0);
         write_atomically(path, |out| {
             out.write_all(&header)?;
-            out.write_all(&body)
+            body.iter().try_for_each(|piece| out.write_all(piece))
         })
         .map_err(|source| BankError::Io { path: path.into(), source })?;
         Ok(meta)
