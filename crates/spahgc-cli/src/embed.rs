@@ -169,7 +169,7 @@ pub struct EmbedArgs {
 /// Embeds one her2st section's spots, through the cache, with a progress bar.
 pub fn embed_section(section: &Section, embedder: &SpotEmbedder, out: &Output) -> anyhow::Result<Embedded> {
     let image = section.image.as_deref().context("the section has no image")?;
-    let centres: Vec<(f64, f64)> = section.spots.iter().map(|s| (s.x, s.y)).collect();
+    let centres = section.centres();
     let bar = out.progress(&section.name, centres.len());
     let spots = SlideSpots { slide: image, microns_per_pixel: section.microns_per_pixel, centres: &centres };
     let embedded = embedder.embed(&spots, &|done, _| bar.set_position(done as u64))?;

@@ -29,3 +29,10 @@ pub struct Section {
     /// Spot diameter in pixels of `image`, if known.
     pub spot_diameter_px: Option<f64>,
 }
+
+impl Section {
+    /// Spot centres `(x, y)` in pixels of `image`, in spot order.
+    pub fn centres(&self) -> Vec<(f64, f64)> {
+        self.spots.iter().map(|s| (s.x, s.y)).collect()
+    }
+}

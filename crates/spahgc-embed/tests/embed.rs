@@ -4,15 +4,10 @@ use std::path::PathBuf;
 
 use spahgc_cache::{EmbeddingCache, Precision};
 use spahgc_embed::{EmbedError, Origin, SlideSpots, SpotEmbedder};
-use spahgc_encoder::{Device, EncoderOptions, LazyEncoder, locate};
+use spahgc_encoder::{Device, EncoderOptions, LazyEncoder};
 
 fn encoder() -> Option<LazyEncoder> {
-    let Some(dir) = locate::default_model_dir() else {
-        let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
-        assert!(!required, "the default encoder is missing: run scripts/setup.sh");
-        eprintln!("skipping: the default encoder is not installed (run scripts/setup.sh)");
-        return None;
-    };
+    let dir = spahgc_testdata::default_encoder()?;
     let options = EncoderOptions { device: Device::Cpu, batch_size: 4, ..Default::default() };
     Some(LazyEncoder::open(&dir, options).unwrap())
 }

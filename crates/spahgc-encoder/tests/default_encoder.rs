@@ -9,13 +9,7 @@ use spahgc_encoder::{BackendKind, Device, Encoder, EncoderError, EncoderOptions,
 use spahgc_slide::RgbImage;
 
 fn model_dir() -> Option<PathBuf> {
-    let dir = locate::default_model_dir();
-    if dir.is_none() {
-        let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
-        assert!(!required, "the default encoder is missing: run scripts/setup.sh");
-        eprintln!("skipping: the default encoder is not installed (run scripts/setup.sh)");
-    }
-    dir
+    spahgc_testdata::default_encoder()
 }
 
 fn cpu(backend: BackendKind) -> EncoderOptions {

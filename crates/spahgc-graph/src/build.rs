@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use ndarray::{Array2, ArrayView2, Axis, concatenate};
+use serde::{Deserialize, Serialize};
 use spahgc_bank::ReferenceBank;
 
 use crate::{GraphError, knn_edges, spatial_edges, spot_pitch};
 
 /// The graph rules' parameters (SpaHGC's defaults).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GraphParams {
     /// Target–target radius as a multiple of the spot pitch.
     pub radius_factor: f64,
@@ -150,7 +151,7 @@ mod tests {
     fn a_graph_follows_the_rules() {
         let dir = tempfile::tempdir().unwrap();
         let (bank, b, eb) = fixture(dir.path());
-        let centres: Vec<(f64, f64)> = b.spots.iter().map(|s| (s.x, s.y)).collect();
+        let centres = b.centres();
         let g = build_graph(&centres, eb.view(), &bank, Some("B"), GraphParams::default()).unwrap();
         assert_eq!((g.n_targets, g.spot_pitch), (8, 100.0));
         // A row of pitch 100 with radius 150: each spot's neighbours are the spots beside it.

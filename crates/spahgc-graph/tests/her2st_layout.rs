@@ -7,7 +7,7 @@ fn her2st_spots_lie_on_a_290_px_grid_and_get_their_neighbours() {
     let Some(dir) = spahgc_testdata::shared("her2st") else { return };
     for name in ["B4", "C3"] {
         let section = spahgc_datasets::her2st::load(&dir, name).unwrap();
-        let centres: Vec<(f64, f64)> = section.spots.iter().map(|s| (s.x, s.y)).collect();
+        let centres = section.centres();
         let pitch = spot_pitch(&centres).unwrap();
         assert!((270.0..310.0).contains(&pitch), "{name}: the array pitch is about 290 px, got {pitch}");
         let edges = spatial_edges(&centres, 1.5 * pitch, 5);

@@ -14,8 +14,25 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
     if dir.exists() {
         return Some(dir.canonicalize().unwrap_or(dir));
     }
-    let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
-    assert!(!required, "SPAHGC_REQUIRE_DATA=1 but {} is missing", dir.display());
-    eprintln!("skipping: test data {} is absent", dir.display());
+    missing(&format!("test data {} is absent", dir.display()));
     None
+}
+
+/// The default encoder's directory as `scripts/setup.sh` installs it in the repository, or
+/// `None` (after reporting it missing).
+pub fn default_encoder() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.spahgc/models/efficientnet-lite0"));
+    if dir.join("manifest.json").is_file() {
+        return Some(dir);
+    }
+    missing("the default encoder is not installed (run scripts/setup.sh)");
+    None
+}
+
+/// Reports a missing test prerequisite (`what`): a failure when `SPAHGC_REQUIRE_DATA=1`, else a
+/// message before the caller skips.
+pub fn missing(what: &str) {
+    let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
+    assert!(!required, "SPAHGC_REQUIRE_DATA=1 but {what}");
+    eprintln!("skipping: {what}");
 }
