@@ -19,4 +19,8 @@ pub enum EvalError {
     Bank(#[from] spahgc_bank::BankError),
     #[error(transparent)]
     Core(#[from] spahgc_core::CoreError),
+    #[error(transparent)]
+    Model(#[from] spahgc_model::ModelError),
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
 }

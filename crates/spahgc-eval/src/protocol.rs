@@ -7,9 +7,10 @@ use ndarray::{Array2, ArrayView2, Axis, concatenate};
 use serde::Serialize;
 use spahgc_bank::{BankSection, ReferenceBank, build_bank};
 use spahgc_core::{NormStats, Normalisation, mean_gene_pcc, panel_expression, rmse};
+use spahgc_model::{EpochReport, GraphInputs, ModelSettings, fit};
 
 use crate::EvalError;
-use crate::baselines::{MeanBaseline, PcaRidge, knn_exemplar};
+use crate::baselines::{MeanBaseline, Mlp, PcaRidge, knn_exemplar};
 
 /// Spots retrieved by the kNN exemplar baseline (SpaHGC's retrieval depth).
 const KNN_K: usize = 7;
@@ -80,8 +81,8 @@ impl Report {
     }
 }
 
-/// Trains every baseline on all `sections` (each with its spots' embeddings) but `test`, and
-/// scores them on `test`.
+/// Trains SpaHGC (with `settings`) and every baseline on all `sections` (each with its spots'
+/// embeddings) but `test`, and scores them on `test`. `progress` follows SpaHGC's training.
 ///
 /// The fold's reference bank is written to `bank_dir`.
 pub fn evaluate_fold(
@@ -90,6 +91,8 @@ pub fn evaluate_fold(
     genes: &[String],
     method: Normalisation,
     bank_dir: &Path,
+    settings: &ModelSettings,
+    progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<FoldReport, EvalError> {
     let (tests, train): (Vec<&BankSection>, Vec<&BankSection>) = sections.iter().partition(|s| s.section.name == test);
     let [test_section] = tests[..] else {
@@ -126,5 +129,11 @@ pub fn evaluate_fold(
     methods.insert("knn".to_string(), score(knn_exemplar(&bank, query, KNN_K)?.view(), truth.view())?);
     let ridge = PcaRidge::fit(features.view(), targets.view(), PCA_COMPONENTS)?;
     methods.insert("ridge".to_string(), score(ridge.predict(query).view(), truth.view())?);
+    let mlp = Mlp::fit(features.view(), targets.view(), settings.training.seed)?;
+    methods.insert("mlp".to_string(), score(mlp.predict(query)?.view(), truth.view())?);
+
+    let model = fit(&inputs, &bank, settings, progress)?;
+    let graph = GraphInputs::build(&test_section.section.centres(), query, &bank, None, settings.graph)?;
+    methods.insert("spahgc".to_string(), score(model.predict(&graph)?.view(), truth.view())?);
     Ok(FoldReport { test: test.into(), methods })
 }
