@@ -30,18 +30,8 @@ fn failed(out: &Output) -> String {
 /// The her2st data and the installed default encoder, or `None` (the test is skipped).
 fn her2st() -> Option<PathBuf> {
     let dir = spahgc_testdata::shared("her2st")?;
-    if spahgc_encoder_installed() { Some(dir) } else { None }
-}
-
-fn spahgc_encoder_installed() -> bool {
-    let installed =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.spahgc/models/efficientnet-lite0/manifest.json").is_file();
-    let required = std::env::var("SPAHGC_REQUIRE_DATA").is_ok_and(|v| v == "1");
-    assert!(installed || !required, "the default encoder is missing: run scripts/setup.sh");
-    if !installed {
-        eprintln!("skipping: the default encoder is not installed (run scripts/setup.sh)");
-    }
-    installed
+    spahgc_testdata::default_encoder()?;
+    Some(dir)
 }
 
 #[test]
@@ -166,8 +156,10 @@ fn evaluation_reports_every_method_and_is_deterministic() {
     let report = |name: &str| {
         let path = tmp.path().join(name);
         let args = ["eval", "--her2st", data.to_str().unwrap(), "--sections", "C2,C3,C4", "--test", "C3"];
+        // A short run of a small network: the full protocol is the documented `spahgc eval`.
+        let small = ["--epochs", "5", "--hidden", "64", "--layers", "2"];
         let out = spahgc(
-            &[&args[..], &["--panel", panel.to_str().unwrap(), "--json", path.to_str().unwrap()]].concat(),
+            &[&args[..], &small[..], &["--panel", panel.to_str().unwrap(), "--json", path.to_str().unwrap()]].concat(),
             &cache,
         );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -184,7 +176,7 @@ fn evaluation_reports_every_method_and_is_deterministic() {
     assert_eq!(folds.len(), 1);
     assert_eq!(folds[0]["test"], "C3");
     let methods = &folds[0]["methods"];
-    for method in ["mean", "knn", "ridge"] {
+    for method in ["mean", "knn", "ridge", "mlp", "spahgc"] {
         let pcc = methods[method]["pcc"].as_f64().unwrap();
         assert!((-1.0..=1.0).contains(&pcc), "{method}: {pcc}");
         assert!(methods[method]["rmse"].as_f64().unwrap() > 0.0);
@@ -196,4 +188,27 @@ fn evaluation_reports_every_method_and_is_deterministic() {
 
     let bad = spahgc(&["eval", "--her2st", data.to_str().unwrap(), "--sections", "C2,C4", "--test", "C3"], &cache);
     assert!(failed(&bad).contains("--test C3 is not one of --sections C2,C4"));
+}
+
+#[test]
+fn training_writes_a_complete_model_directory() {
+    let Some(data) = her2st() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let panel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../panels/her2st-250.txt");
+    let args = ["train", "--her2st", data.to_str().unwrap(), "--sections", "C2,C4", "--json"];
+    let small = ["--epochs", "2", "--hidden", "32", "--layers", "1", "--panel", panel.to_str().unwrap()];
+    let summary =
+        ok(&spahgc(&[&args[..], &small[..], &["--out", model.to_str().unwrap()]].concat(), &tmp.path().join("cache")));
+    assert_eq!((summary["epochs"].as_u64(), summary["genes"].as_u64()), (Some(2), Some(250)));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["training_sections"], serde_json::json!(["C2", "C4"]));
+    assert_eq!((config["embedding_dim"].as_u64(), config["architecture"]["hidden"].as_u64()), (Some(1280), Some(32)));
+    assert_eq!(config["normalisation"]["min"].as_array().unwrap().len(), 250, "the statistics travel with the model");
+    assert!(model.join("weights.safetensors").is_file() && model.join("bank.spb").is_file());
+
+    let one = ["train", "--her2st", data.to_str().unwrap(), "--sections", "C2", "--out", model.to_str().unwrap()];
+    let one = spahgc(&[&one[..], &small[..]].concat(), tmp.path());
+    assert!(failed(&one).contains("at least two sections"));
 }

@@ -39,19 +39,26 @@ impl From<NormalisationArg> for Normalisation {
     }
 }
 
+/// The genes to predict and how their expression becomes targets.
+#[derive(Args)]
+pub struct GenesArgs {
+    /// Gene panel file (from `spahgc panel`).
+    #[arg(long, default_value = "panels/her2st-250.txt")]
+    pub panel: PathBuf,
+    #[arg(long, value_enum, default_value = "min-max")]
+    pub normalisation: NormalisationArg,
+}
+
 #[derive(Args)]
 pub struct BuildArgs {
     /// The reference sections.
     #[command(flatten)]
     sections: SectionsArgs,
-    /// Gene panel file (from `spahgc panel`).
-    #[arg(long)]
-    panel: PathBuf,
+    #[command(flatten)]
+    genes: GenesArgs,
     /// Bank file to write.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "min-max")]
-    normalisation: NormalisationArg,
     #[command(flatten)]
     encoder: EncoderArgs,
     #[command(flatten)]
@@ -90,10 +97,10 @@ pub fn run(cmd: BankCommand, out: &Output) -> anyhow::Result<()> {
 }
 
 fn build(args: BuildArgs, out: &Output) -> anyhow::Result<()> {
-    let panel = GenePanel::read(&args.panel)?;
+    let panel = GenePanel::read(&args.genes.panel)?;
     let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
     let inputs = data.views();
-    let meta = build_bank(&args.out, &inputs, &panel.genes, args.normalisation.into(), &data.encoder_sha256)
+    let meta = build_bank(&args.out, &inputs, &panel.genes, args.genes.normalisation.into(), &data.encoder_sha256)
         .with_context(|| format!("building {}", args.out.display()))?;
     out.report(
         &format!("wrote bank {}: {} spots from {} sections, {} genes", args.out.display(), meta.n_spots, meta.sections.len(), meta.genes.len()),

@@ -1,14 +1,17 @@
 //! `spahgc eval`: leave-one-section-out evaluation on her2st.
 
-use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
+use indicatif::MultiProgress;
 use spahgc_core::GenePanel;
-use spahgc_eval::{Report, evaluate_fold};
+use spahgc_eval::{EvalError, FoldReport, Report, evaluate_fold};
 
-use crate::bank::NormalisationArg;
+use crate::bank::GenesArgs;
 use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
 use crate::output::Output;
+use crate::train::{ModelArgs, epoch_progress};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -18,11 +21,10 @@ pub struct EvalArgs {
     /// Test on this section only (train on the others); default: every section in turn.
     #[arg(long)]
     test: Option<String>,
-    /// Gene panel file.
-    #[arg(long, default_value = "panels/her2st-250.txt")]
-    panel: PathBuf,
-    #[arg(long, value_enum, default_value = "min-max")]
-    normalisation: NormalisationArg,
+    #[command(flatten)]
+    genes: GenesArgs,
+    #[command(flatten)]
+    model: ModelArgs,
     #[command(flatten)]
     encoder: EncoderArgs,
     #[command(flatten)]
@@ -37,13 +39,41 @@ pub fn run(args: EvalArgs, out: &Output) -> anyhow::Result<()> {
         None => names.clone(),
     };
     anyhow::ensure!(names.len() >= 2, "leave-one-section-out needs at least two sections");
-    let panel = GenePanel::read(&args.panel)?;
+    let panel = GenePanel::read(&args.genes.panel)?;
     let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
     let inputs = data.views();
     let scratch = tempfile::tempdir()?;
-    let folds = tests
-        .iter()
-        .map(|t| evaluate_fold(&inputs, t, &panel.genes, args.normalisation.into(), scratch.path()))
+    let settings = args.model.settings();
+    // Folds are independent: run as many at once as there are cores.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tests.len());
+    let bars = MultiProgress::new();
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<FoldReport, EvalError>>>> = tests.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let slot = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(t) = tests.get(slot) else { break };
+                    let bar = bars.add(out.progress(&format!("fold {t}"), settings.training.epochs));
+                    let fold = evaluate_fold(
+                        &inputs,
+                        t,
+                        &panel.genes,
+                        args.genes.normalisation.into(),
+                        scratch.path(),
+                        &settings,
+                        &mut epoch_progress(&bar),
+                    );
+                    bar.finish_and_clear();
+                    *results[slot].lock().expect("no fold panics holding its slot") = Some(fold);
+                }
+            });
+        }
+    });
+    let folds = results
+        .into_iter()
+        .map(|r| r.into_inner().expect("no fold panics holding its slot").expect("every fold ran"))
         .collect::<Result<Vec<_>, _>>()?;
     let report = Report::new(folds);
     let mut table =

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use spahgc_datasets::her2st;
 use spahgc_embed::{SlideSpots, SpotEmbedder};
 use spahgc_encoder::to_tensor;
@@ -12,12 +12,6 @@ use spahgc_slide::PatchGeometry;
 
 use crate::embed::EncoderArgs;
 use crate::output::Output;
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Patches per second of the runtime alone and of the whole pipeline, on the same patches.
-    Encoder(EncoderBenchArgs),
-}
 
 #[derive(Args)]
 pub struct EncoderBenchArgs {
@@ -43,8 +37,7 @@ pub struct EncoderBenchArgs {
 /// PyTorch running EfficientNet-Lite0 (batch 32) on the 2-core reference machine, patches/s.
 const PYTORCH_REFERENCE: f64 = 23.9;
 
-pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
-    let BenchCommand::Encoder(args) = cmd;
+pub fn run(args: EncoderBenchArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let lazy = args.encoder.open()?;
     let encoder = lazy.get()?;
@@ -61,7 +54,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
         }
         None => {
             let section = her2st::load(&args.her2st, &args.section)?;
-            let centres = section.spots.iter().map(|s| (s.x, s.y)).collect();
+            let centres = section.centres();
             let image = section.image.clone().context("her2st sections have images")?;
             let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
             (image, mpp, centres, format!("the spots of her2st section {}", section.name))

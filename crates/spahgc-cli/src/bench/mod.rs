@@ -1,0 +1,26 @@
+//! `spahgc bench`: speed and memory against the PyTorch reference figures, side by side.
+
+mod encoder;
+mod model;
+
+use clap::Subcommand;
+
+use crate::output::Output;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Patches per second of the runtime alone and of the whole pipeline, on the same patches.
+    Encoder(encoder::EncoderBenchArgs),
+    /// Forward time and peak memory of the SpaHGC network on a 500-spot graph.
+    Head(model::HeadBenchArgs),
+    /// Seconds per training epoch.
+    Train(model::TrainBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Encoder(args) => encoder::run(args, out),
+        BenchCommand::Head(args) => model::head(args, out),
+        BenchCommand::Train(args) => model::train(args, out),
+    }
+}
