@@ -22,19 +22,24 @@
 //! Loss = MSE + 0.5·(1 − mean per-gene r) + 0.2·BGRL(targets) + 0.1·BGRL(references); AdamW
 //! (lr 1e-4, weight decay 1e-4); a fixed number of epochs (200).
 //!
+//! # Computation
+//! Tensors and autodiff are candle's, on the CPU. Message passing (mean aggregation, segment
+//! softmax attention) runs as fused host kernels with hand-written backward passes
+//! (`kernels.rs`, checked against finite differences in `tests/gradients.rs`): nothing of edges ×
+//! width is materialised. AdamW updates each parameter in one pass over host memory.
+//!
 //! # Deviations from the reference implementation
 //! - No checkpoint is picked by test-section PCC (that leaks the test section into the model);
 //!   training runs a fixed number of epochs and the last weights are the model.
 //! - The target encoder is the frozen initial copy as in the reference, or optionally an EMA of
 //!   the online encoder ([`TargetEncoder::Ema`]).
-//! - The segment-softmax maximum is taken per destination node and detached (a numerical
-//!   stabiliser with no effect on values or gradients).
 //! - Linear weights are stored inputs × outputs (`x · W`), the transpose of PyTorch's layout.
 //! - Random draws (initial weights, masks, dropout, section order) come from one seeded ChaCha
 //!   generator, so a seed fixes a run; the values differ from PyTorch's generator.
 
 mod config;
 mod graph;
+mod kernels;
 mod model;
 mod network;
 pub mod nn;

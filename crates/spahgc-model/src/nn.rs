@@ -5,6 +5,7 @@
 //! generator, so a seed fixes a training run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use ndarray::{Array2, ArrayView2};
@@ -12,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::ModelError;
+use crate::kernels::{Csr, EdgeAttention, ScatterMean};
 
 /// Named tensors, ordered by name.
 pub type Weights = BTreeMap<String, Tensor>;
@@ -274,13 +276,21 @@ impl<'a> Noise<'a> {
 
     /// Inverted dropout with drop probability `p`.
     pub fn dropout(&mut self, x: &Tensor, p: f64) -> Result<Tensor, ModelError> {
-        let Some(rng) = self.rng.as_deref_mut() else { return Ok(x.clone()) };
+        match self.keep(x.elem_count(), p) {
+            Some(mask) => Ok(x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// `n` inverted-dropout multipliers (0 with probability `p`, else 1/(1 − p)), or `None`
+    /// when nothing is dropped.
+    fn keep(&mut self, n: usize, p: f64) -> Option<Vec<f32>> {
+        let rng = self.rng.as_deref_mut()?;
         if p <= 0.0 {
-            return Ok(x.clone());
+            return None;
         }
         let keep = (1.0 / (1.0 - p)) as f32;
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
-        Ok(x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?)
+        Some((0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect())
     }
 }
 
@@ -299,33 +309,19 @@ pub struct Scoring {
     pub dropout: f64,
 }
 
-/// Directed edges as index tensors, with what aggregation at the destinations needs.
+/// Directed edges, grouped by destination for message passing.
 #[derive(Debug, Clone)]
 pub struct Edges {
-    src: Tensor,
-    dst: Tensor,
-    dst_host: Vec<u32>,
-    n_dst: usize,
-    /// 1 / in-degree per destination node (0 for a node without incoming edges), n_dst × 1.
-    inverse_degree: Tensor,
+    csr: Arc<Csr>,
 }
 
 impl Edges {
     /// Edges `(source, destination)` into `n_dst` destination nodes.
     pub fn new(edges: &[(u32, u32)], n_dst: usize) -> Result<Self, ModelError> {
-        let (src, dst): (Vec<u32>, Vec<u32>) = edges.iter().copied().unzip();
-        let mut degree = vec![0f32; n_dst];
-        for &d in &dst {
-            degree[d as usize] += 1.0;
+        if let Some(&(s, d)) = edges.iter().find(|e| e.1 as usize >= n_dst) {
+            return Err(ModelError::Input(format!("edge {s} → {d} points past the {n_dst} destination nodes")));
         }
-        let inverse: Vec<f32> = degree.iter().map(|&d| if d > 0.0 { 1.0 / d } else { 0.0 }).collect();
-        Ok(Self {
-            src: Tensor::from_vec(src, edges.len(), &Device::Cpu)?,
-            dst: Tensor::from_vec(dst.clone(), edges.len(), &Device::Cpu)?,
-            dst_host: dst,
-            n_dst,
-            inverse_degree: Tensor::from_vec(inverse, (n_dst, 1), &Device::Cpu)?,
-        })
+        Ok(Self { csr: Arc::new(Csr::new(edges, n_dst)) })
     }
 
     /// The same edges pointing the other way, into `n_src` nodes.
@@ -335,22 +331,16 @@ impl Edges {
     }
 
     pub fn len(&self) -> usize {
-        self.dst_host.len()
+        self.csr.n_edges()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dst_host.is_empty()
+        self.len() == 0
     }
 
     /// Mean of the source rows of `x` arriving at each destination (0 where none arrive).
     pub fn scatter_mean(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let width = x.dim(1)?;
-        let sum = Tensor::zeros((self.n_dst, width), DType::F32, x.device())?.index_add(
-            &self.dst,
-            &x.index_select(&self.src, 0)?,
-            0,
-        )?;
-        Ok(sum.broadcast_mul(&self.inverse_degree)?)
+        Ok(x.contiguous()?.apply_op1(ScatterMean(self.csr.clone()))?)
     }
 
     /// Multi-head attention along the edges: each destination attends over the sources that
@@ -366,44 +356,13 @@ impl Edges {
         noise: &mut Noise,
     ) -> Result<Tensor, ModelError> {
         let Scoring { heads, negative_slope, dropout } = scoring;
-        let (edges, width) = (self.len(), q.dim(1)?);
-        let head_width = width / heads;
-        let q_e = q.index_select(&self.dst, 0)?.reshape((edges, heads, head_width))?;
-        let k_e = k.index_select(&self.src, 0)?.reshape((edges, heads, head_width))?;
-        let scores = (q_e * k_e)?.sum(D::Minus1)?.affine(1.0 / (head_width as f64).sqrt(), 0.0)?;
-        let scores = leaky_relu(&scores, negative_slope)?;
-        let shifted = scores.sub(&self.segment_max(&scores, heads)?)?;
-        let weights = shifted.exp()?;
-        let denominator =
-            Tensor::zeros((self.n_dst, heads), DType::F32, q.device())?.index_add(&self.dst, &weights, 0)?;
-        let alpha = weights.div(&denominator.index_select(&self.dst, 0)?)?;
-        let alpha = noise.dropout(&alpha, dropout)?;
-        let messages = v
-            .index_select(&self.src, 0)?
-            .reshape((edges, heads, head_width))?
-            .broadcast_mul(&alpha.unsqueeze(2)?)?
-            .reshape((edges, width))?;
-        Ok(Tensor::zeros((self.n_dst, width), DType::F32, q.device())?.index_add(&self.dst, &messages, 0)?)
-    }
-
-    /// Each edge's copy of the maximum score over the edges sharing its destination, per
-    /// head; computed on the host and detached (it only stabilises the exponential).
-    fn segment_max(&self, scores: &Tensor, heads: usize) -> Result<Tensor, ModelError> {
-        let values: Vec<f32> = scores.detach().flatten_all()?.to_vec1()?;
-        let mut max = vec![f32::NEG_INFINITY; self.n_dst * heads];
-        for (e, &d) in self.dst_host.iter().enumerate() {
-            for h in 0..heads {
-                let m = &mut max[d as usize * heads + h];
-                *m = m.max(values[e * heads + h]);
-            }
-        }
-        let per_edge: Vec<f32> = self
-            .dst_host
-            .iter()
-            .flat_map(|&d| (0..heads).map(move |h| d as usize * heads + h))
-            .map(|i| max[i])
-            .collect();
-        Ok(Tensor::from_vec(per_edge, (self.len(), heads), scores.device())?)
+        let op = EdgeAttention {
+            csr: self.csr.clone(),
+            heads,
+            negative_slope: negative_slope as f32,
+            keep: noise.keep(self.len() * heads, dropout),
+        };
+        Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
     }
 }
 

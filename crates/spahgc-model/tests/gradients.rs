@@ -90,12 +90,26 @@ fn attention_is_a_softmax_over_incoming_edges() {
 fn attention_gradients_match_finite_differences() {
     let edges = Edges::new(&EDGES, 3).unwrap();
     let inputs = [random(3, 4, 3), random(4, 4, 4), random(4, 4, 5)];
+    let two_heads = Scoring { heads: 2, ..ONE_HEAD };
     check_gradients(&inputs, |t| {
-        weighted_sum(
-            &edges.attend(&t[0], &t[1], &t[2], Scoring { heads: 2, ..ONE_HEAD }, &mut Noise::none()).unwrap(),
-            6,
-        )
+        weighted_sum(&edges.attend(&t[0], &t[1], &t[2], two_heads, &mut Noise::none()).unwrap(), 6)
     });
+    // With dropout on the weights: the same generator state draws the same mask at every call.
+    let dropping = Scoring { dropout: 0.3, ..two_heads };
+    check_gradients(&inputs, |t| {
+        let mut rng = seeded(17);
+        weighted_sum(&edges.attend(&t[0], &t[1], &t[2], dropping, &mut Noise::training(&mut rng)).unwrap(), 6)
+    });
+}
+
+#[test]
+fn edges_that_do_not_fit_the_rows_are_refused() {
+    assert!(Edges::new(&EDGES, 1).is_err(), "destinations past n_dst");
+    let edges = Edges::new(&EDGES, 3).unwrap();
+    let err = edges.scatter_mean(&random(2, 3, 1)).unwrap_err().to_string();
+    assert!(err.contains("source 3 of 2 rows"), "{err}");
+    let err = edges.attend(&random(2, 4, 1), &random(4, 4, 2), &random(4, 4, 3), ONE_HEAD, &mut Noise::none());
+    assert!(err.unwrap_err().to_string().contains("2 destination rows for 3 destinations"));
 }
 
 #[test]
