@@ -119,23 +119,41 @@ mod tests {
     use crate::{CountMatrix, Spot};
     use ndarray::array;
 
-    #[test]
-    fn log_cp10k_uses_the_library_size_of_all_genes() {
-        let genes: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
-        let counts = CountMatrix::from_csr(genes.clone(), vec![0, 2, 2], vec![0, 1], vec![1.0, 3.0]).unwrap();
+    fn names(genes: &[&str]) -> Vec<String> {
+        genes.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Two spots measuring genes A and B: counts (1, 3) and nothing.
+    fn section() -> Section {
+        let counts = CountMatrix::from_csr(names(&["A", "B"]), vec![0, 2, 2], vec![0, 1], vec![1.0, 3.0]).unwrap();
         let spot = |id: &str| Spot { id: id.into(), x: 0.0, y: 0.0 };
-        let section = Section {
+        Section {
             name: "s".into(),
             spots: vec![spot("a"), spot("b")],
             counts,
             image: None,
             microns_per_pixel: None,
             spot_diameter_px: None,
-        };
+        }
+    }
+
+    #[test]
+    fn log_cp10k_uses_the_library_size_of_all_genes() {
+        let genes = names(&["A", "B"]);
+        let section = section();
         let (expr, missing) = log_cp10k(&section, &genes[..1]);
         assert!(missing.is_empty());
         assert!((expr[[0, 0]] - (2500f32).ln_1p()).abs() < 1e-4);
         assert_eq!(expr[[1, 0]], 0.0, "an empty spot stays zero");
+    }
+
+    #[test]
+    fn panel_genes_a_section_never_measured_are_zero_unless_most_are_missing() {
+        let expr = panel_expression(&section(), &names(&["B", "C"])).unwrap();
+        assert!((expr[[0, 0]] - (7500f32).ln_1p()).abs() < 1e-3);
+        assert_eq!(expr.column(1).to_vec(), vec![0.0, 0.0], "C is unmeasured: zero");
+        let err = panel_expression(&section(), &names(&["C", "D", "A"])).unwrap_err().to_string();
+        assert!(err.contains("section s lacks 2 of the 3 panel genes (first: C, D)"), "{err}");
     }
 
     #[test]
