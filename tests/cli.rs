@@ -191,24 +191,61 @@ fn evaluation_reports_every_method_and_is_deterministic() {
 }
 
 #[test]
-fn training_writes_a_complete_model_directory() {
+fn training_writes_a_verified_bundle() {
     let Some(data) = her2st() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
+    let cache = tmp.path().join("cache");
+    let bundle = tmp.path().join("bundle");
     let panel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../panels/her2st-250.txt");
-    let args = ["train", "--her2st", data.to_str().unwrap(), "--sections", "C2,C4", "--json"];
     let small = ["--epochs", "2", "--hidden", "32", "--layers", "1", "--panel", panel.to_str().unwrap()];
-    let summary =
-        ok(&spahgc(&[&args[..], &small[..], &["--out", model.to_str().unwrap()]].concat(), &tmp.path().join("cache")));
+    let train = |sections: &str| {
+        let args = ["train", "--her2st", data.to_str().unwrap(), "--sections", sections, "--json"];
+        spahgc(&[&args[..], &small[..], &["--out", bundle.to_str().unwrap()]].concat(), &cache)
+    };
+    let summary = ok(&train("C2,C4"));
     assert_eq!((summary["epochs"].as_u64(), summary["genes"].as_u64()), (Some(2), Some(250)));
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["training_sections"], serde_json::json!(["C2", "C4"]));
-    assert_eq!((config["embedding_dim"].as_u64(), config["architecture"]["hidden"].as_u64()), (Some(1280), Some(32)));
-    assert_eq!(config["normalisation"]["min"].as_array().unwrap().len(), 250, "the statistics travel with the model");
-    assert!(model.join("weights.safetensors").is_file() && model.join("bank.spb").is_file());
+    let pitch = summary["spot_pitch_um"].as_f64().unwrap();
+    assert!((180.0..210.0).contains(&pitch), "ST array spots lie about 200 µm apart, got {pitch}");
 
-    let one = ["train", "--her2st", data.to_str().unwrap(), "--sections", "C2", "--out", model.to_str().unwrap()];
-    let one = spahgc(&[&one[..], &small[..]].concat(), tmp.path());
-    assert!(failed(&one).contains("at least two sections"));
+    let info = ok(&spahgc(&["bundle", "info", bundle.to_str().unwrap(), "--json"], &cache));
+    assert_eq!(info["training_sections"], serde_json::json!(["C2", "C4"]));
+    assert_eq!(info["bank_spots"], 187 + 184);
+    let files: Vec<&String> = info["files"].as_object().unwrap().keys().collect();
+    for file in
+        ["bank.spb", "encoder/manifest.json", "encoder/model.onnx", "model/config.json", "model/weights.safetensors"]
+    {
+        assert!(files.iter().any(|f| *f == file), "{file} in {files:?}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architecture"]["hidden"], 32);
+    assert_eq!(config["normalisation"]["min"].as_array().unwrap().len(), 250, "the statistics travel with the model");
+
+    // Training again replaces the bundle whole; too few sections changes nothing.
+    ok(&train("C2,C3"));
+    let info = ok(&spahgc(&["bundle", "info", bundle.to_str().unwrap(), "--json"], &cache));
+    assert_eq!(info["training_sections"], serde_json::json!(["C2", "C3"]));
+    assert!(failed(&train("C2")).contains("at least two sections"));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2, "only the cache and the bundle: no leftovers");
+
+    // An altered or missing file is named.
+    let bank = bundle.join("bank.spb");
+    let mut bytes = std::fs::read(&bank).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&bank, &bytes).unwrap();
+    let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));
+    assert!(err.contains("bank.spb was altered"), "{err}");
+    bytes[last] ^= 1;
+    std::fs::write(&bank, &bytes).unwrap();
+    ok(&spahgc(&["bundle", "info", bundle.to_str().unwrap(), "--json"], &cache));
+    let manifest = bundle.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, original.replace("\"format_version\": 1", "\"format_version\": 9")).unwrap();
+    let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));
+    assert!(err.contains("bundle format 9 is newer than this build reads (1)"), "{err}");
+    std::fs::write(&manifest, original).unwrap();
+    std::fs::remove_file(bundle.join("encoder/model.onnx")).unwrap();
+    let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));
+    assert!(err.contains("encoder/model.onnx is missing"), "{err}");
 }

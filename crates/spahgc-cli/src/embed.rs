@@ -36,13 +36,18 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
+    /// The chosen encoder's model directory.
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.encoder {
+            Some(dir) => Ok(dir.clone()),
+            None => spahgc_encoder::locate::default_model_dir()
+                .context("the default encoder is not installed: run scripts/setup.sh, or pass --encoder DIR"),
+        }
+    }
+
     /// Opens the chosen encoder; its model loads when first needed.
     pub fn open(&self) -> anyhow::Result<LazyEncoder> {
-        let dir = match &self.encoder {
-            Some(dir) => dir.clone(),
-            None => spahgc_encoder::locate::default_model_dir()
-                .context("the default encoder is not installed: run scripts/setup.sh, or pass --encoder DIR")?,
-        };
+        let dir = self.dir()?;
         let options = EncoderOptions {
             backend: if self.tract { BackendKind::Tract } else { BackendKind::Ort },
             device: self.device,

@@ -2,6 +2,7 @@
 
 mod bank;
 mod bench;
+mod bundle;
 mod cache;
 mod embed;
 mod eval;
@@ -44,8 +45,11 @@ enum Command {
     /// Inspect or empty the embedding cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
-    /// Train SpaHGC on sections with measured expression.
+    /// Train SpaHGC on sections with measured expression into a model bundle.
     Train(train::TrainArgs),
+    /// Model bundles.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Leave-one-section-out evaluation of SpaHGC against baselines.
     Eval(eval::EvalArgs),
     /// Measure throughput against the raw runtime.
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Bank(cmd) => bank::run(cmd, &out),
         Command::Cache(cmd) => cache::run(cmd, &out),
         Command::Train(args) => train::run(args, &out),
+        Command::Bundle(cmd) => bundle::run(cmd, &out),
         Command::Eval(args) => eval::run(args, &out),
         Command::Bench(cmd) => bench::run(cmd, &out),
     };

@@ -6,15 +6,15 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use spahgc_bank::{ReferenceBank, build_bank};
-use spahgc_core::GenePanel;
+use spahgc_bundle::{BANK_FILE, BundleSource, Grid, write_bundle};
+use spahgc_core::{GenePanel, Section};
+use spahgc_encoder::EncoderManifest;
+use spahgc_graph::spot_pitch;
 use spahgc_model::{Architecture, EpochReport, ModelSettings, TargetEncoder, TrainConfig, fit};
 
 use crate::bank::GenesArgs;
 use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
 use crate::output::Output;
-
-/// File of the reference bank inside a model directory written by `spahgc train`.
-pub const BANK_FILE: &str = "bank.spb";
 
 /// SpaHGC's network, graph and training options (defaults: the paper's).
 #[derive(Args)]
@@ -90,7 +90,8 @@ pub struct TrainArgs {
     sections: SectionsArgs,
     #[command(flatten)]
     genes: GenesArgs,
-    /// Model directory to write (config.json, weights.safetensors, bank.spb).
+    /// Bundle directory to write (manifest.json, encoder/, model/, bank.spb); an existing bundle
+    /// there is replaced once the new one is complete.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -109,8 +110,9 @@ pub fn run(args: TrainArgs, out: &Output) -> anyhow::Result<()> {
     let panel = GenePanel::read(&args.genes.panel)?;
     let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
     let inputs = data.views();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let bank_path = args.out.join(BANK_FILE);
+    let grid = Grid { spot_pitch_um: spot_pitch_um(&data.sections)? };
+    let scratch = tempfile::tempdir()?;
+    let bank_path = scratch.path().join(BANK_FILE);
     build_bank(&bank_path, &inputs, &panel.genes, args.genes.normalisation.into(), &data.encoder_sha256)
         .with_context(|| format!("building {}", bank_path.display()))?;
     let bank = ReferenceBank::open(&bank_path)?;
@@ -120,11 +122,30 @@ pub fn run(args: TrainArgs, out: &Output) -> anyhow::Result<()> {
     let model = fit(&inputs, &bank, &settings, &mut epoch_progress(&bar))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    model.save(&args.out)?;
+
+    let encoder_dir = args.encoder.dir()?;
+    let encoder = EncoderManifest::read(&encoder_dir)?;
     let c = model.config();
+    let source = BundleSource {
+        name: format!("spahgc-{}-{}", encoder.name, c.training_sections.join("-")),
+        model: &model,
+        bank: &bank_path,
+        encoder: &encoder_dir,
+        grid,
+        licence: format!("encoder {} {}: {}", encoder.name, encoder.version, encoder.licence),
+        provenance: format!(
+            "trained by spahgc {} on her2st sections {} ({}), {} epochs, seed {}",
+            env!("CARGO_PKG_VERSION"),
+            c.training_sections.join(","),
+            args.sections.her2st.display(),
+            c.training.epochs,
+            c.training.seed
+        ),
+    };
+    write_bundle(&args.out, &source).with_context(|| format!("writing the bundle {}", args.out.display()))?;
     out.report(
         &format!(
-            "trained SpaHGC on {} ({} epochs, {:.1} s, {:.3} s/epoch), {} genes; wrote {}",
+            "trained SpaHGC on {} ({} epochs, {:.1} s, {:.3} s/epoch), {} genes; wrote the bundle {}",
             c.training_sections.join(","),
             c.training.epochs,
             seconds,
@@ -134,7 +155,22 @@ pub fn run(args: TrainArgs, out: &Output) -> anyhow::Result<()> {
         ),
         serde_json::json!({
             "out": args.out, "sections": c.training_sections, "epochs": c.training.epochs,
-            "seconds": seconds, "genes": c.genes.len(),
+            "seconds": seconds, "genes": c.genes.len(), "spot_pitch_um": grid.spot_pitch_um,
         }),
     )
+}
+
+/// The median over `sections` of their spot pitch in µm.
+fn spot_pitch_um(sections: &[Section]) -> anyhow::Result<f64> {
+    let mut pitches = sections
+        .iter()
+        .map(|s| {
+            let mpp = s.microns_per_pixel.with_context(|| format!("section {} records no resolution", s.name))?;
+            let pitch = spot_pitch(&s.centres())
+                .with_context(|| format!("section {} has too few spots for a pitch", s.name))?;
+            Ok(pitch * mpp)
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    pitches.sort_by(f64::total_cmp);
+    Ok(pitches[pitches.len() / 2])
 }

@@ -121,7 +121,7 @@ impl SpaHgc {
             .map_err(|e| ModelError::Weights(e.to_string()))?;
         let weights_path = dir.join(WEIGHTS_FILE);
         write_atomically(&weights_path, |w| w.write_all(&bytes)).map_err(io(weights_path.clone()))?;
-        let file = ConfigFile { config: self.config.clone(), weights_sha256: hex(&Sha256::digest(&bytes)) };
+        let file = ConfigFile { config: self.config.clone(), weights_sha256: format!("{:x}", Sha256::digest(&bytes)) };
         let json = serde_json::to_vec_pretty(&file).map_err(|e| ModelError::Config(e.to_string()))?;
         let config_path = dir.join(CONFIG_FILE);
         write_atomically(&config_path, |w| w.write_all(&json)).map_err(io(config_path.clone()))
@@ -136,7 +136,7 @@ impl SpaHgc {
         let file: ConfigFile = serde_json::from_slice(&read(CONFIG_FILE)?)
             .map_err(|e| ModelError::Config(format!("{}: {e}", dir.join(CONFIG_FILE).display())))?;
         let bytes = read(WEIGHTS_FILE)?;
-        let digest = hex(&Sha256::digest(&bytes));
+        let digest = format!("{:x}", Sha256::digest(&bytes));
         if digest != file.weights_sha256 {
             return Err(ModelError::Weights(format!(
                 "{} has SHA-256 {digest}, {CONFIG_FILE} expects {}",
@@ -148,10 +148,6 @@ impl SpaHgc {
             .map_err(|e| ModelError::Weights(format!("{}: {e}", dir.join(WEIGHTS_FILE).display())))?;
         Self::new(file.config, weights.into_iter().collect())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Fresh weights for the network of `config`, drawn from `rng`.

@@ -1,0 +1,268 @@
+//! Model bundles: one directory that carries everything a prediction needs, verified on opening.
+//!
+//! ```text
+//! BUNDLE/
+//!   manifest.json          format version, name, genes, normalisation statistics, graph and
+//!                          grid parameters, training sections, licence, provenance, and the
+//!                          SHA-256 of every other file
+//!   encoder/               the image encoder's model directory (manifest.json + ONNX)
+//!   model/config.json      the SpaHGC configuration
+//!   model/weights.safetensors
+//!   bank.spb               the reference bank the model retrieves from
+//! ```
+//!
+//! A bundle is written into a temporary directory beside its destination and renamed into place,
+//! so a reader never sees half of one. Opening refuses a newer format, a missing or altered file
+//! (naming it), and parts that do not fit together (genes, normalisation, embedding width).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spahgc_bank::{BankError, ReferenceBank};
+use spahgc_core::NormStats;
+use spahgc_graph::GraphParams;
+use spahgc_model::{CONFIG_FILE, ModelError, SpaHgc, WEIGHTS_FILE};
+
+/// The manifest format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const ENCODER_DIR: &str = "encoder";
+pub const MODEL_DIR: &str = "model";
+pub const BANK_FILE: &str = "bank.spb";
+
+/// Errors opening or writing a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a bundle manifest: {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("{}: bundle format {found} is newer than this build reads ({supported}); update spahgc", path.display())]
+    Newer { path: PathBuf, found: u32, supported: u32 },
+    #[error("bundle {}: {file} is missing", dir.display())]
+    Missing { dir: PathBuf, file: String },
+    #[error("bundle {}: {file} was altered (SHA-256 {found}, the manifest records {expected})", dir.display())]
+    Altered { dir: PathBuf, file: String, found: String, expected: String },
+    #[error("bundle {}: {message}", dir.display())]
+    Inconsistent { dir: PathBuf, message: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Bank(#[from] BankError),
+}
+
+/// How target spots are laid on a slide.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    /// Centre-to-centre distance of neighbouring spots, in µm (the training sections' pitch).
+    pub spot_pitch_um: f64,
+}
+
+/// What `manifest.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format_version: u32,
+    pub name: String,
+    /// Genes predicted, in output order.
+    pub genes: Vec<String>,
+    pub normalisation: NormStats,
+    pub graph: GraphParams,
+    pub grid: Grid,
+    pub training_sections: Vec<String>,
+    pub licence: String,
+    pub provenance: String,
+    /// SHA-256 of every other file, by path relative to the bundle (`/`-separated).
+    pub files: BTreeMap<String, String>,
+}
+
+/// What a new bundle is made of.
+pub struct BundleSource<'a> {
+    pub name: String,
+    pub model: &'a SpaHgc,
+    /// The reference bank file the model was trained against.
+    pub bank: &'a Path,
+    /// The image encoder's model directory (its files are copied).
+    pub encoder: &'a Path,
+    pub grid: Grid,
+    pub licence: String,
+    pub provenance: String,
+}
+
+/// An opened, verified bundle.
+pub struct Bundle {
+    dir: PathBuf,
+    manifest: BundleManifest,
+    model: SpaHgc,
+    bank: ReferenceBank,
+}
+
+impl Bundle {
+    /// Opens the bundle in `dir`: reads the manifest, verifies every file's SHA-256, loads the
+    /// model and the bank, and checks that they fit together.
+    pub fn open(dir: &Path) -> Result<Self, BundleError> {
+        let manifest = read_manifest(dir)?;
+        for required in [
+            format!("{ENCODER_DIR}/{MANIFEST_FILE}"),
+            format!("{MODEL_DIR}/{CONFIG_FILE}"),
+            format!("{MODEL_DIR}/{WEIGHTS_FILE}"),
+            BANK_FILE.to_string(),
+        ] {
+            if !manifest.files.contains_key(&required) {
+                return Err(BundleError::Missing { dir: dir.to_path_buf(), file: required });
+            }
+        }
+        for (file, expected) in &manifest.files {
+            let path = dir.join(file);
+            if !path.is_file() {
+                return Err(BundleError::Missing { dir: dir.to_path_buf(), file: file.clone() });
+            }
+            let found = sha256_file(&path)?;
+            if &found != expected {
+                let (dir, file, expected) = (dir.to_path_buf(), file.clone(), expected.clone());
+                return Err(BundleError::Altered { dir, file, found, expected });
+            }
+        }
+        let model = SpaHgc::load(&dir.join(MODEL_DIR))?;
+        let bank = ReferenceBank::open(&dir.join(BANK_FILE))?;
+        model.check_bank(&bank)?;
+        let config = model.config();
+        if config.genes != manifest.genes
+            || config.normalisation != manifest.normalisation
+            || config.graph != manifest.graph
+        {
+            return Err(BundleError::Inconsistent {
+                dir: dir.to_path_buf(),
+                message: format!(
+                    "{MANIFEST_FILE} and {MODEL_DIR}/{CONFIG_FILE} disagree on genes, normalisation or graph"
+                ),
+            });
+        }
+        Ok(Self { dir: dir.to_path_buf(), manifest, model, bank })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    pub fn model(&self) -> &SpaHgc {
+        &self.model
+    }
+
+    pub fn bank(&self) -> &ReferenceBank {
+        &self.bank
+    }
+
+    /// The encoder's model directory inside the bundle.
+    pub fn encoder_dir(&self) -> PathBuf {
+        self.dir.join(ENCODER_DIR)
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<BundleManifest, BundleError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io { path: path.clone(), source })?;
+    let manifest_error = |message: String| BundleError::Manifest { path: path.clone(), message };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| manifest_error(e.to_string()))?;
+    // The version is checked before the rest, so a newer bundle says so rather than failing on
+    // a field this build does not know.
+    let found = value
+        .get("format_version")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| manifest_error("no format_version".into()))?;
+    if found > u64::from(FORMAT_VERSION) {
+        return Err(BundleError::Newer { path, found: found as u32, supported: FORMAT_VERSION });
+    }
+    serde_json::from_value(value).map_err(|e| manifest_error(e.to_string()))
+}
+
+/// Writes a bundle of `source` to `dir`, replacing whatever bundle was there only once the new
+/// one is complete. Returns its manifest.
+pub fn write_bundle(dir: &Path, source: &BundleSource) -> Result<BundleManifest, BundleError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BundleError::Io { path, source }
+    };
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let staging = tempfile::Builder::new().prefix(".tmp-bundle-").tempdir_in(parent).map_err(io(parent))?;
+    let root = staging.path();
+
+    source.model.save(&root.join(MODEL_DIR))?;
+    std::fs::copy(source.bank, root.join(BANK_FILE)).map_err(io(source.bank))?;
+    let encoder = root.join(ENCODER_DIR);
+    std::fs::create_dir(&encoder).map_err(io(&encoder))?;
+    for entry in std::fs::read_dir(source.encoder).map_err(io(source.encoder))? {
+        let path = entry.map_err(io(source.encoder))?.path();
+        if path.is_file() {
+            let name = path.file_name().expect("a directory entry has a name");
+            std::fs::copy(&path, encoder.join(name)).map_err(io(&path))?;
+        }
+    }
+    let mut files = BTreeMap::new();
+    for sub in [MODEL_DIR, ENCODER_DIR] {
+        for entry in std::fs::read_dir(root.join(sub)).map_err(io(&root.join(sub)))? {
+            let path = entry.map_err(io(&root.join(sub)))?.path();
+            let name = path.file_name().expect("a directory entry has a name").to_string_lossy();
+            files.insert(format!("{sub}/{name}"), sha256_file(&path)?);
+        }
+    }
+    files.insert(BANK_FILE.to_string(), sha256_file(&root.join(BANK_FILE))?);
+
+    let config = source.model.config();
+    let manifest = BundleManifest {
+        format_version: FORMAT_VERSION,
+        name: source.name.clone(),
+        genes: config.genes.clone(),
+        normalisation: config.normalisation.clone(),
+        graph: config.graph,
+        grid: source.grid,
+        training_sections: config.training_sections.clone(),
+        licence: source.licence.clone(),
+        provenance: source.provenance.clone(),
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    let manifest_path = root.join(MANIFEST_FILE);
+    spahgc_core::write_atomically(&manifest_path, |w| w.write_all(&json)).map_err(io(&manifest_path))?;
+    install(staging, dir)?;
+    Ok(manifest)
+}
+
+/// Moves the finished `staging` directory to `dir`; an existing `dir` is moved aside first and
+/// removed after.
+fn install(staging: tempfile::TempDir, dir: &Path) -> Result<(), BundleError> {
+    let io = |source| BundleError::Io { path: dir.to_path_buf(), source };
+    let parent = staging.path().parent().expect("staging lies beside the destination").to_path_buf();
+    let old = if dir.exists() {
+        let aside = tempfile::Builder::new().prefix(".old-bundle-").tempdir_in(&parent).map_err(io)?;
+        std::fs::rename(dir, aside.path().join("bundle")).map_err(io)?;
+        Some(aside)
+    } else {
+        None
+    };
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, dir) {
+        // Put the previous bundle back before reporting.
+        if let Some(aside) = &old {
+            let _ = std::fs::rename(aside.path().join("bundle"), dir);
+        }
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(io(e));
+    }
+    drop(old); // removes the previous bundle
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String, BundleError> {
+    let io = |source| BundleError::Io { path: path.to_path_buf(), source };
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
