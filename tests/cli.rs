@@ -228,6 +228,29 @@ fn training_writes_a_verified_bundle() {
     assert!(failed(&train("C2")).contains("at least two sections"));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2, "only the cache and the bundle: no leftovers");
 
+    // Predictions for a section outside the bank, and for a slide region on the bundle's grid.
+    let out = tmp.path().join("predicted");
+    let predict = |args: &[&str]| {
+        let base = ["predict", "--bundle", bundle.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+        spahgc(&[&base[..], args].concat(), &cache)
+    };
+    let summary = ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C4"]));
+    assert_eq!((summary["spots"].as_u64(), summary["genes"].as_u64()), (Some(184), Some(250)));
+    let csv = std::fs::read_to_string(out.join("expression.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 184);
+    assert!(lines[0].starts_with("spot,x,y,") && lines[0].split(',').count() == 3 + 250);
+    assert!(lines[1..].iter().all(|l| l.split(',').skip(3).all(|v| v.parse::<f32>().is_ok_and(f32::is_finite))));
+    ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C4"]));
+    assert_eq!(std::fs::read_to_string(out.join("expression.csv")).unwrap(), csv, "a second run predicts the same");
+
+    let wsi = spahgc_testdata::shared("wsi").unwrap().join("cmu_small_region.svs");
+    let region = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,1000,800"]));
+    // 0.499 µm/px and a ~188 µm pitch: a spot every ~377 px, centres at 188, 565, 942 px.
+    assert_eq!(region["spots"], 3 * 2, "{region}");
+    let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,100000,10"]));
+    assert!(err.contains("outside"), "{err}");
+
     // An altered or missing file is named.
     let bank = bundle.join("bank.spb");
     let mut bytes = std::fs::read(&bank).unwrap();

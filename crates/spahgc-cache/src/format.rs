@@ -27,11 +27,12 @@ const DIGEST_AT: usize = 32;
 const CHECKSUM_AT: usize = 96;
 
 /// Numeric precision of a stored payload.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Precision {
     /// IEEE 754 half precision (2 bytes per value): half the disk space, about 3 significant digits.
     F16,
     /// IEEE 754 single precision (4 bytes per value): stored exactly as given.
+    #[default]
     F32,
 }
 

@@ -45,16 +45,19 @@ impl EncoderArgs {
         }
     }
 
-    /// Opens the chosen encoder; its model loads when first needed.
-    pub fn open(&self) -> anyhow::Result<LazyEncoder> {
-        let dir = self.dir()?;
-        let options = EncoderOptions {
+    /// How the encoder runs.
+    pub fn options(&self) -> EncoderOptions {
+        EncoderOptions {
             backend: if self.tract { BackendKind::Tract } else { BackendKind::Ort },
             device: self.device,
             batch_size: self.batch_size,
             threads: self.threads,
-        };
-        Ok(LazyEncoder::open(&dir, options)?)
+        }
+    }
+
+    /// Opens the chosen encoder; its model loads when first needed.
+    pub fn open(&self) -> anyhow::Result<LazyEncoder> {
+        Ok(LazyEncoder::open(&self.dir()?, self.options())?)
     }
 }
 
@@ -76,21 +79,30 @@ pub struct CacheArgs {
 }
 
 impl CacheArgs {
-    /// Opens the cache, or `None` with `--no-cache`.
-    pub fn open(&self) -> anyhow::Result<Option<EmbeddingCache>> {
-        if self.no_cache {
-            return Ok(None);
+    /// The cache directory.
+    pub fn root(&self) -> anyhow::Result<PathBuf> {
+        match &self.cache_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(EmbeddingCache::default_root()?),
         }
-        let root = match &self.cache_dir {
-            Some(dir) => dir.clone(),
-            None => EmbeddingCache::default_root()?,
-        };
+    }
+
+    /// The cache's size bound in bytes.
+    pub fn max_bytes(&self) -> anyhow::Result<u64> {
         anyhow::ensure!(
             self.cache_max_gib.is_finite() && self.cache_max_gib > 0.0,
             "--cache-max-gib must be positive, got {}",
             self.cache_max_gib
         );
-        Ok(Some(EmbeddingCache::open(&root, (self.cache_max_gib * (1u64 << 30) as f64) as u64)?))
+        Ok((self.cache_max_gib * (1u64 << 30) as f64) as u64)
+    }
+
+    /// Opens the cache, or `None` with `--no-cache`.
+    pub fn open(&self) -> anyhow::Result<Option<EmbeddingCache>> {
+        if self.no_cache {
+            return Ok(None);
+        }
+        Ok(Some(EmbeddingCache::open(&self.root()?, self.max_bytes()?)?))
     }
 
     pub fn precision(&self) -> Precision {

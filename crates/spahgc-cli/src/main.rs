@@ -9,6 +9,7 @@ mod eval;
 mod memory;
 mod output;
 mod panel;
+mod predict;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
     Cache(cache::CacheCommand),
     /// Train SpaHGC on sections with measured expression into a model bundle.
     Train(train::TrainArgs),
+    /// Predict expression for the spots of a her2st section or a slide region with a bundle.
+    Predict(predict::PredictArgs),
     /// Model bundles.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
@@ -81,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Cache(cmd) => cache::run(cmd, &out),
         Command::Train(args) => train::run(args, &out),
         Command::Bundle(cmd) => bundle::run(cmd, &out),
+        Command::Predict(args) => predict::run(args, &out),
         Command::Eval(args) => eval::run(args, &out),
         Command::Bench(cmd) => bench::run(cmd, &out),
     };

@@ -95,14 +95,24 @@ impl NormStats {
     /// With min–max scaling a constant gene maps to 0, and test values outside the training
     /// range land outside [0, 1] (they are not clipped, so errors stay visible).
     pub fn apply(&self, expr: &mut Array2<f32>) -> Result<(), CoreError> {
-        check_width(self.genes.len(), expr)?;
+        self.per_gene(expr, |v, lo, hi| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 })
+    }
+
+    /// Turns model outputs (spots × genes) back into log-normalised expression, in place: the
+    /// inverse of [`NormStats::apply`] (a constant training gene comes back as its constant).
+    pub fn invert(&self, values: &mut Array2<f32>) -> Result<(), CoreError> {
+        self.per_gene(values, |v, lo, hi| lo + v * (hi - lo))
+    }
+
+    /// Replaces each value `v` of gene `g` by `f(v, min[g], max[g])` (min–max scaling only).
+    fn per_gene(&self, values: &mut Array2<f32>, f: impl Fn(f32, f32, f32) -> f32) -> Result<(), CoreError> {
+        check_width(self.genes.len(), values)?;
         if self.method == Normalisation::LogCounts {
             return Ok(());
         }
-        for mut row in expr.axis_iter_mut(Axis(0)) {
+        for mut row in values.axis_iter_mut(Axis(0)) {
             for ((v, &lo), &hi) in row.iter_mut().zip(&self.min).zip(&self.max) {
-                let range = hi - lo;
-                *v = if range > 0.0 { (*v - lo) / range } else { 0.0 };
+                *v = f(*v, lo, hi);
             }
         }
         Ok(())
@@ -164,6 +174,8 @@ mod tests {
         let mut test = array![[2.0f32, 7.0], [5.0, 5.0]];
         stats.apply(&mut test).unwrap();
         assert_eq!(test, array![[0.5f32, 0.0], [2.0, 0.0]]);
+        stats.invert(&mut test).unwrap();
+        assert_eq!(test, array![[2.0f32, 5.0], [5.0, 5.0]], "inverting gives back the values of varying genes");
         let mut wrong = Array2::<f32>::zeros((1, 3));
         assert!(matches!(stats.apply(&mut wrong), Err(CoreError::GeneCount { expected: 2, found: 3 })));
     }

@@ -1,0 +1,156 @@
+//! `spahgc predict`: expression for the spots of a her2st section or a region of a slide.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use spahgc_datasets::her2st;
+use spahgc_engine::{Engine, EngineOptions};
+
+use crate::embed::{CacheArgs, EncoderArgs};
+use crate::output::Output;
+
+/// Where the default bundle lives inside the setup directory (`.spahgc/`).
+const DEFAULT_BUNDLE: &str = "bundles/default";
+/// File of the predictions inside the output directory.
+const EXPRESSION_FILE: &str = "expression.csv";
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// Model bundle (from `spahgc train`); default: the one the demo builds in .spahgc/bundles.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// her2st data set directory, with --section: predict that section's measured spots.
+    #[arg(long, requires = "section", conflicts_with = "slide")]
+    her2st: Option<PathBuf>,
+    #[arg(long)]
+    section: Option<String>,
+    /// A slide: predict the spots of the bundle's grid that lie in --region.
+    #[arg(long, required_unless_present = "her2st")]
+    slide: Option<PathBuf>,
+    /// Region x,y,width,height in level-0 pixels (default: the whole slide).
+    #[arg(long, value_delimiter = ',', value_name = "X,Y,W,H", requires = "slide")]
+    region: Option<Vec<f64>>,
+    /// Resolution of --slide in µm/px, when its metadata lacks it.
+    #[arg(long, requires = "slide")]
+    mpp: Option<f64>,
+    /// Output directory (expression.csv).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Spots to predict: ids, centres in level-0 pixels, and where they come from.
+struct Spots {
+    slide: PathBuf,
+    microns_per_pixel: Option<f64>,
+    ids: Vec<String>,
+    centres: Vec<(f64, f64)>,
+    /// A bank section these spots belong to, whose own spots must not serve as references.
+    section: Option<String>,
+}
+
+pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
+    let bundle = match &args.bundle {
+        Some(b) => b.clone(),
+        None => spahgc_encoder::locate::project_file(DEFAULT_BUNDLE)
+            .context("no default bundle: run scripts/demo.sh once (it trains one), or pass --bundle DIR")?,
+    };
+    anyhow::ensure!(args.encoder.encoder.is_none(), "predict runs the bundle's own encoder: drop --encoder");
+    let cache = match args.cache.no_cache {
+        true => None,
+        false => Some((args.cache.root()?, args.cache.max_bytes()?)),
+    };
+    let options = EngineOptions { encoder: args.encoder.options(), cache, precision: args.cache.precision() };
+    let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
+    let spots = match (&args.her2st, &args.section, &args.slide) {
+        (Some(dir), Some(name), _) => {
+            let section = her2st::load(dir, name)?;
+            Spots {
+                slide: section.image.clone().context("her2st sections have images")?,
+                microns_per_pixel: section.microns_per_pixel,
+                ids: section.spots.iter().map(|s| s.id.clone()).collect(),
+                centres: section.centres(),
+                section: Some(section.name),
+            }
+        }
+        (_, _, Some(slide)) => {
+            grid_spots(slide, args.region.as_deref(), args.mpp, engine.bundle().manifest().grid.spot_pitch_um)?
+        }
+        _ => anyhow::bail!("give --her2st DIR --section S, or --slide FILE"),
+    };
+    anyhow::ensure!(
+        spots.centres.len() >= 2,
+        "the region holds {} spots of the grid; a graph needs at least two",
+        spots.centres.len()
+    );
+    let prediction =
+        engine.predict_spots(&spots.slide, spots.microns_per_pixel, &spots.centres, spots.section.as_deref())?;
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let csv = args.out.join(EXPRESSION_FILE);
+    spahgc_core::write_atomically(&csv, |w| {
+        writeln!(w, "spot,x,y,{}", prediction.genes.join(","))?;
+        for ((id, (x, y)), row) in spots.ids.iter().zip(&spots.centres).zip(prediction.expression.rows()) {
+            let values: Vec<String> = row.iter().map(|v| format!("{v:.4}")).collect();
+            writeln!(w, "{id},{x:.1},{y:.1},{}", values.join(","))?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", csv.display()))?;
+    out.report(
+        &format!(
+            "predicted {} genes for {} spots of {}; wrote {}",
+            prediction.genes.len(),
+            spots.centres.len(),
+            spots.slide.display(),
+            csv.display()
+        ),
+        serde_json::json!({
+            "bundle": bundle, "slide": spots.slide, "spots": spots.centres.len(),
+            "genes": prediction.genes.len(), "csv": csv,
+        }),
+    )
+}
+
+/// The spots of the slide-global grid (pitch `pitch_um`, first centre half a pitch from the
+/// slide's corner) whose centres lie in `region` (x, y, width, height; default the whole slide).
+fn grid_spots(
+    slide_path: &std::path::Path,
+    region: Option<&[f64]>,
+    mpp: Option<f64>,
+    pitch_um: f64,
+) -> anyhow::Result<Spots> {
+    let slide = spahgc_slide::open(slide_path)?;
+    let mpp = mpp.or(slide.microns_per_pixel()).context("the slide records no resolution: pass --mpp")?;
+    anyhow::ensure!(mpp.is_finite() && mpp > 0.0, "--mpp must be positive, got {mpp}");
+    let (width, height) = slide.dimensions();
+    let (x0, y0, w, h) = match region {
+        Some(&[x, y, w, h]) => (x, y, w, h),
+        Some(other) => anyhow::bail!("--region takes x,y,width,height; got {} values", other.len()),
+        None => (0.0, 0.0, width as f64, height as f64),
+    };
+    anyhow::ensure!(
+        w > 0.0 && h > 0.0 && x0 >= 0.0 && y0 >= 0.0 && x0 + w <= width as f64 && y0 + h <= height as f64,
+        "region {x0},{y0},{w},{h} is empty or outside the {width} x {height} px slide {}",
+        slide_path.display()
+    );
+    let pitch = pitch_um / mpp;
+    // Grid index range whose centres (i + 0.5) * pitch fall in [start, start + len).
+    let indices = |start: f64, len: f64| {
+        let first = (start / pitch - 0.5).ceil().max(0.0) as u64;
+        let end = ((start + len) / pitch - 0.5).ceil().max(0.0) as u64;
+        first..end
+    };
+    let (mut ids, mut centres) = (Vec::new(), Vec::new());
+    for j in indices(y0, h) {
+        for i in indices(x0, w) {
+            ids.push(format!("{i}x{j}"));
+            centres.push(((i as f64 + 0.5) * pitch, (j as f64 + 0.5) * pitch));
+        }
+    }
+    Ok(Spots { slide: slide_path.to_path_buf(), microns_per_pixel: Some(mpp), ids, centres, section: None })
+}

@@ -1,0 +1,117 @@
+//! The prediction engine: a model bundle opened once, then expression predicted for spots of
+//! any slide — embedded through the on-disk cache, references retrieved from the bundle's bank,
+//! the heterogeneous graph built, and the SpaHGC network run.
+//!
+//! This is the one prediction path: `spahgc eval` scores exactly what [`Engine::predict_spots`]
+//! computes for the same spots (graph from [`GraphInputs::build`], network from
+//! [`SpaHgc::predict`]), then turns model outputs back into expression units.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use spahgc_bundle::{Bundle, BundleError};
+use spahgc_cache::{EmbeddingCache, Precision};
+use spahgc_embed::{SlideSpots, SpotEmbedder};
+use spahgc_encoder::{EncoderOptions, LazyEncoder};
+use spahgc_model::{GraphInputs, ModelError, SpaHgc};
+
+/// Errors of the engine, each naming what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Encoder(#[from] spahgc_encoder::EncoderError),
+    #[error(transparent)]
+    Embed(#[from] spahgc_embed::EmbedError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// How the engine runs its encoder and where it caches embeddings.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    pub encoder: EncoderOptions,
+    /// The embedding cache directory and its size bound in bytes; `None`: no cache.
+    pub cache: Option<(PathBuf, u64)>,
+    /// Precision of new cache entries.
+    pub precision: Precision,
+}
+
+/// Predicted expression for a list of spots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Genes, in column order.
+    pub genes: Vec<String>,
+    /// ln(1 + counts per 10k), spots × genes, in request order.
+    pub expression: Array2<f32>,
+}
+
+/// A model bundle ready to predict; `Send + Sync`, shareable across threads.
+pub struct Engine {
+    bundle: Bundle,
+    encoder: LazyEncoder,
+    cache: Option<EmbeddingCache>,
+    precision: Precision,
+}
+
+impl Engine {
+    /// Opens and verifies the bundle in `dir`; the encoder loads on first use.
+    pub fn open(dir: &Path, options: EngineOptions) -> Result<Self, EngineError> {
+        let bundle = Bundle::open(dir)?;
+        let encoder = LazyEncoder::open(&bundle.encoder_dir(), options.encoder)?;
+        let config = bundle.model().config();
+        if encoder.manifest().embedding_dim != config.embedding_dim {
+            return Err(EngineError::Input(format!(
+                "bundle {}: the encoder embeds into {} dimensions, the model takes {}",
+                dir.display(),
+                encoder.manifest().embedding_dim,
+                config.embedding_dim
+            )));
+        }
+        let cache = options
+            .cache
+            .map(|(root, max_bytes)| EmbeddingCache::open(&root, max_bytes))
+            .transpose()
+            .map_err(spahgc_embed::EmbedError::from)?;
+        Ok(Self { bundle, encoder, cache, precision: options.precision })
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The genes predicted, in column order.
+    pub fn genes(&self) -> &[String] {
+        &self.bundle.model().config().genes
+    }
+
+    /// Expression predicted for spots centred at `centres` (level-0 pixels) of `slide`, at
+    /// `microns_per_pixel` (`None`: from the slide's metadata). References from the bank's
+    /// section named `exclude_section`, if any, are not used (a bank section predicting itself).
+    pub fn predict_spots(
+        &self,
+        slide: &Path,
+        microns_per_pixel: Option<f64>,
+        centres: &[(f64, f64)],
+        exclude_section: Option<&str>,
+    ) -> Result<Prediction, EngineError> {
+        if let Some(mpp) = microns_per_pixel
+            && !(mpp.is_finite() && mpp > 0.0)
+        {
+            return Err(EngineError::Input(format!("{}: µm per pixel must be positive, got {mpp}", slide.display())));
+        }
+        let embedder = SpotEmbedder { encoder: &self.encoder, cache: self.cache.as_ref(), precision: self.precision };
+        let spots = SlideSpots { slide, microns_per_pixel, centres };
+        let embedded = embedder.embed(&spots, &|_, _| {})?;
+        let model: &SpaHgc = self.bundle.model();
+        let config = model.config();
+        let graph =
+            GraphInputs::build(centres, embedded.embeddings.view(), self.bundle.bank(), exclude_section, config.graph)?;
+        let mut expression = model.predict(&graph)?;
+        config.normalisation.invert(&mut expression).map_err(|e| EngineError::Input(e.to_string()))?;
+        Ok(Prediction { genes: config.genes.clone(), expression })
+    }
+}
