@@ -241,6 +241,17 @@ fn training_writes_a_verified_bundle() {
     assert_eq!(lines.len(), 1 + 184);
     assert!(lines[0].starts_with("spot,x,y,") && lines[0].split(',').count() == 3 + 250);
     assert!(lines[1..].iter().all(|l| l.split(',').skip(3).all(|v| v.parse::<f32>().is_ok_and(f32::is_finite))));
+    let geojson: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("detections.geojson")).unwrap()).unwrap();
+    assert_eq!(geojson["type"], "FeatureCollection");
+    let features = geojson["features"].as_array().unwrap();
+    assert_eq!(features.len(), 184);
+    for f in features {
+        assert_eq!((&f["type"], &f["properties"]["objectType"]), (&"Feature".into(), &"detection".into()));
+        assert_eq!(f["properties"]["measurements"].as_object().unwrap().len(), 250);
+        let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
+        assert_eq!(ring.first(), ring.last(), "a closed polygon");
+    }
     ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C4"]));
     assert_eq!(std::fs::read_to_string(out.join("expression.csv")).unwrap(), csv, "a second run predicts the same");
 

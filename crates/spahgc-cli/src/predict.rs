@@ -5,15 +5,18 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use spahgc_datasets::her2st;
-use spahgc_engine::{Engine, EngineOptions};
+use spahgc_engine::{Engine, EngineOptions, Prediction};
 
 use crate::embed::{CacheArgs, EncoderArgs};
 use crate::output::Output;
 
 /// Where the default bundle lives inside the setup directory (`.spahgc/`).
 const DEFAULT_BUNDLE: &str = "bundles/default";
-/// File of the predictions inside the output directory.
+/// Files of the predictions inside the output directory.
 const EXPRESSION_FILE: &str = "expression.csv";
+const DETECTIONS_FILE: &str = "detections.geojson";
+/// Vertices of the polygon that draws a spot's circle.
+const CIRCLE_VERTICES: usize = 24;
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -34,7 +37,7 @@ pub struct PredictArgs {
     /// Resolution of --slide in µm/px, when its metadata lacks it.
     #[arg(long, requires = "slide")]
     mpp: Option<f64>,
-    /// Output directory (expression.csv).
+    /// Output directory (expression.csv, detections.geojson).
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -49,6 +52,8 @@ struct Spots {
     microns_per_pixel: Option<f64>,
     ids: Vec<String>,
     centres: Vec<(f64, f64)>,
+    /// Spot diameter in level-0 pixels (drawn in the detections).
+    diameter_px: f64,
     /// A bank section these spots belong to, whose own spots must not serve as references.
     section: Option<String>,
 }
@@ -66,10 +71,13 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     };
     let options = EngineOptions { encoder: args.encoder.options(), cache, precision: args.cache.precision() };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
+    let pitch_um = engine.bundle().manifest().grid.spot_pitch_um;
     let spots = match (&args.her2st, &args.section, &args.slide) {
         (Some(dir), Some(name), _) => {
             let section = her2st::load(dir, name)?;
+            let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
             Spots {
+                diameter_px: section.spot_diameter_px.unwrap_or(pitch_um / mpp / 2.0),
                 slide: section.image.clone().context("her2st sections have images")?,
                 microns_per_pixel: section.microns_per_pixel,
                 ids: section.spots.iter().map(|s| s.id.clone()).collect(),
@@ -101,19 +109,53 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
         Ok(())
     })
     .with_context(|| format!("writing {}", csv.display()))?;
+    let detections = args.out.join(DETECTIONS_FILE);
+    let geojson = serde_json::to_vec(&qupath_detections(&spots, &prediction))?;
+    spahgc_core::write_atomically(&detections, |w| w.write_all(&geojson))
+        .with_context(|| format!("writing {}", detections.display()))?;
     out.report(
         &format!(
-            "predicted {} genes for {} spots of {}; wrote {}",
+            "predicted {} genes for {} spots of {}; wrote {} and {}",
             prediction.genes.len(),
             spots.centres.len(),
             spots.slide.display(),
-            csv.display()
+            csv.display(),
+            detections.display()
         ),
         serde_json::json!({
             "bundle": bundle, "slide": spots.slide, "spots": spots.centres.len(),
-            "genes": prediction.genes.len(), "csv": csv,
+            "genes": prediction.genes.len(), "csv": csv, "geojson": detections,
         }),
     )
+}
+
+/// A GeoJSON FeatureCollection that QuPath imports as detections: one circle per spot, named by
+/// its id, with the predicted expression of every gene as measurements.
+fn qupath_detections(spots: &Spots, prediction: &Prediction) -> serde_json::Value {
+    let radius = spots.diameter_px / 2.0;
+    let features: Vec<serde_json::Value> = spots
+        .ids
+        .iter()
+        .zip(&spots.centres)
+        .zip(prediction.expression.rows())
+        .map(|((id, &(x, y)), row)| {
+            let mut ring: Vec<[f64; 2]> = (0..CIRCLE_VERTICES)
+                .map(|k| {
+                    let angle = std::f64::consts::TAU * k as f64 / CIRCLE_VERTICES as f64;
+                    [x + radius * angle.cos(), y + radius * angle.sin()]
+                })
+                .collect();
+            ring.push(ring[0]);
+            let measurements: serde_json::Map<String, serde_json::Value> =
+                prediction.genes.iter().zip(row).map(|(gene, &v)| (gene.clone(), serde_json::json!(v))).collect();
+            serde_json::json!({
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"objectType": "detection", "name": id, "measurements": measurements},
+            })
+        })
+        .collect();
+    serde_json::json!({"type": "FeatureCollection", "features": features})
 }
 
 /// The spots of the slide-global grid (pitch `pitch_um`, first centre half a pitch from the
@@ -152,5 +194,12 @@ fn grid_spots(
             centres.push(((i as f64 + 0.5) * pitch, (j as f64 + 0.5) * pitch));
         }
     }
-    Ok(Spots { slide: slide_path.to_path_buf(), microns_per_pixel: Some(mpp), ids, centres, section: None })
+    Ok(Spots {
+        slide: slide_path.to_path_buf(),
+        microns_per_pixel: Some(mpp),
+        ids,
+        centres,
+        diameter_px: pitch / 2.0,
+        section: None,
+    })
 }
