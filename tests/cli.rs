@@ -261,6 +261,13 @@ fn training_writes_a_verified_bundle() {
     assert_eq!(region["spots"], 3 * 2, "{region}");
     let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,100000,10"]));
     assert!(err.contains("outside"), "{err}");
+    // A subset of genes, in the order asked; a gene the bundle lacks is named.
+    ok(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "400,400,1000,800", "--genes", "ERBB2,CD74"]));
+    let csv = std::fs::read_to_string(out.join("expression.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("spot,x,y,ERBB2,CD74"));
+    assert_eq!(csv.lines().count(), 1 + 3 * 2, "margin spots join the graph but are not written");
+    let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--genes", "ERBB2,NOPE"]));
+    assert!(err.contains("gene NOPE is not among the 250 genes"), "{err}");
 
     // An altered or missing file is named.
     let bank = bundle.join("bank.spb");

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use ndarray::Axis;
 use spahgc_datasets::her2st;
 use spahgc_engine::{Engine, EngineOptions, Prediction};
 
@@ -17,6 +18,9 @@ const EXPRESSION_FILE: &str = "expression.csv";
 const DETECTIONS_FILE: &str = "detections.geojson";
 /// Vertices of the polygon that draws a spot's circle.
 const CIRCLE_VERTICES: usize = 24;
+/// Grid spots beyond each edge of a region that join its graph (and are not written), so that
+/// a spot's neighbours do not depend on where the region ends.
+const MARGIN_SPOTS: f64 = 2.0;
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -37,6 +41,9 @@ pub struct PredictArgs {
     /// Resolution of --slide in µm/px, when its metadata lacks it.
     #[arg(long, requires = "slide")]
     mpp: Option<f64>,
+    /// Genes to write (comma-separated); default: every gene of the bundle.
+    #[arg(long, value_delimiter = ',')]
+    genes: Option<Vec<String>>,
     /// Output directory (expression.csv, detections.geojson).
     #[arg(long)]
     out: PathBuf,
@@ -52,6 +59,8 @@ struct Spots {
     microns_per_pixel: Option<f64>,
     ids: Vec<String>,
     centres: Vec<(f64, f64)>,
+    /// Whether each spot is one requested (not margin).
+    requested: Vec<bool>,
     /// Spot diameter in level-0 pixels (drawn in the detections).
     diameter_px: f64,
     /// A bank section these spots belong to, whose own spots must not serve as references.
@@ -72,6 +81,7 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     let options = EngineOptions { encoder: args.encoder.options(), cache, precision: args.cache.precision() };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
     let pitch_um = engine.bundle().manifest().grid.spot_pitch_um;
+    let columns = args.genes.as_deref().map(|g| engine.gene_columns(g)).transpose()?;
     let spots = match (&args.her2st, &args.section, &args.slide) {
         (Some(dir), Some(name), _) => {
             let section = her2st::load(dir, name)?;
@@ -82,6 +92,7 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
                 microns_per_pixel: section.microns_per_pixel,
                 ids: section.spots.iter().map(|s| s.id.clone()).collect(),
                 centres: section.centres(),
+                requested: vec![true; section.spots.len()],
                 section: Some(section.name),
             }
         }
@@ -90,13 +101,19 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("give --her2st DIR --section S, or --slide FILE"),
     };
+    let requested = spots.requested.iter().filter(|&&r| r).count();
     anyhow::ensure!(
-        spots.centres.len() >= 2,
-        "the region holds {} spots of the grid; a graph needs at least two",
+        requested >= 1 && spots.centres.len() >= 2,
+        "the region holds {requested} spots of the grid ({} with the margin); a graph needs at least two",
         spots.centres.len()
     );
-    let prediction =
+    let mut prediction =
         engine.predict_spots(&spots.slide, spots.microns_per_pixel, &spots.centres, spots.section.as_deref())?;
+    if let (Some(genes), Some(columns)) = (&args.genes, &columns) {
+        prediction.expression = prediction.expression.select(Axis(1), columns);
+        prediction.genes = genes.clone();
+    }
+    let spots = spots.requested_only(&mut prediction);
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let csv = args.out.join(EXPRESSION_FILE);
@@ -127,6 +144,20 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
             "genes": prediction.genes.len(), "csv": csv, "geojson": detections,
         }),
     )
+}
+
+impl Spots {
+    /// The requested spots only, and their rows of `prediction`.
+    fn requested_only(self, prediction: &mut Prediction) -> Spots {
+        let keep: Vec<usize> = (0..self.ids.len()).filter(|&i| self.requested[i]).collect();
+        prediction.expression = prediction.expression.select(Axis(0), &keep);
+        Spots {
+            ids: keep.iter().map(|&i| self.ids[i].clone()).collect(),
+            centres: keep.iter().map(|&i| self.centres[i]).collect(),
+            requested: vec![true; keep.len()],
+            ..self
+        }
+    }
 }
 
 /// A GeoJSON FeatureCollection that QuPath imports as detections: one circle per spot, named by
@@ -187,11 +218,17 @@ fn grid_spots(
         let end = ((start + len) / pitch - 0.5).ceil().max(0.0) as u64;
         first..end
     };
-    let (mut ids, mut centres) = (Vec::new(), Vec::new());
-    for j in indices(y0, h) {
-        for i in indices(x0, w) {
+    let margin = MARGIN_SPOTS * pitch;
+    let (mx, my) = ((x0 - margin).max(0.0), (y0 - margin).max(0.0));
+    let (mw, mh) = ((x0 + w + margin).min(width as f64) - mx, (y0 + h + margin).min(height as f64) - my);
+    let inside = |c: f64, start: f64, len: f64| c >= start && c < start + len;
+    let (mut ids, mut centres, mut requested) = (Vec::new(), Vec::new(), Vec::new());
+    for j in indices(my, mh) {
+        for i in indices(mx, mw) {
+            let (x, y) = ((i as f64 + 0.5) * pitch, (j as f64 + 0.5) * pitch);
             ids.push(format!("{i}x{j}"));
-            centres.push(((i as f64 + 0.5) * pitch, (j as f64 + 0.5) * pitch));
+            centres.push((x, y));
+            requested.push(inside(x, x0, w) && inside(y, y0, h));
         }
     }
     Ok(Spots {
@@ -199,6 +236,7 @@ fn grid_spots(
         microns_per_pixel: Some(mpp),
         ids,
         centres,
+        requested,
         diameter_px: pitch / 2.0,
         section: None,
     })

@@ -45,7 +45,7 @@ pub struct EngineOptions {
 pub struct Prediction {
     /// Genes, in column order.
     pub genes: Vec<String>,
-    /// ln(1 + counts per 10k), spots × genes, in request order.
+    /// ln(1 + counts per 10k) (at least 0), spots × genes, in request order.
     pub expression: Array2<f32>,
 }
 
@@ -88,6 +88,24 @@ impl Engine {
         &self.bundle.model().config().genes
     }
 
+    /// The columns of `genes` in a prediction; a gene the bundle does not predict is an error
+    /// naming it.
+    pub fn gene_columns(&self, genes: &[String]) -> Result<Vec<usize>, EngineError> {
+        let all = self.genes();
+        genes
+            .iter()
+            .map(|g| {
+                all.iter().position(|x| x == g).ok_or_else(|| {
+                    EngineError::Input(format!(
+                        "gene {g} is not among the {} genes of {}",
+                        all.len(),
+                        self.bundle.dir().display()
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// Expression predicted for spots centred at `centres` (level-0 pixels) of `slide`, at
     /// `microns_per_pixel` (`None`: from the slide's metadata). References from the bank's
     /// section named `exclude_section`, if any, are not used (a bank section predicting itself).
@@ -112,6 +130,9 @@ impl Engine {
             GraphInputs::build(centres, embedded.embeddings.view(), self.bundle.bank(), exclude_section, config.graph)?;
         let mut expression = model.predict(&graph)?;
         config.normalisation.invert(&mut expression).map_err(|e| EngineError::Input(e.to_string()))?;
+        // ln(1 + counts per 10k) is never negative; a scaled output below the training minimum
+        // can map below zero.
+        expression.mapv_inplace(|v| v.max(0.0));
         Ok(Prediction { genes: config.genes.clone(), expression })
     }
 }
