@@ -256,16 +256,21 @@ fn training_writes_a_verified_bundle() {
     assert_eq!(std::fs::read_to_string(out.join("expression.csv")).unwrap(), csv, "a second run predicts the same");
 
     let wsi = spahgc_testdata::shared("wsi").unwrap().join("cmu_small_region.svs");
-    let region = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,1000,800"]));
+    let region = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,1000,800", "--keep-background"]));
     // 0.499 µm/px and a ~188 µm pitch: a spot every ~377 px, centres at 188, 565, 942 px.
     assert_eq!(region["spots"], 3 * 2, "{region}");
     let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,100000,10"]));
     assert!(err.contains("outside"), "{err}");
     // A subset of genes, in the order asked; a gene the bundle lacks is named.
-    ok(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "400,400,1000,800", "--genes", "ERBB2,CD74"]));
+    let subset = ["--region", "400,400,1000,800", "--keep-background", "--genes", "ERBB2,CD74"];
+    ok(&predict(&[&["--slide", wsi.to_str().unwrap()][..], &subset[..]].concat()));
     let csv = std::fs::read_to_string(out.join("expression.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("spot,x,y,ERBB2,CD74"));
     assert_eq!(csv.lines().count(), 1 + 3 * 2, "margin spots join the graph but are not written");
+    // The tissue mask skips spots on glass: a third of the whole slide's grid is tissue.
+    let tissue = ok(&predict(&["--slide", wsi.to_str().unwrap()]))["spots"].as_u64().unwrap();
+    let all = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--keep-background"]))["spots"].as_u64().unwrap();
+    assert!(all == 6 * 8 && (10..all / 2).contains(&tissue), "{tissue} of {all} grid spots on tissue");
     let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--genes", "ERBB2,NOPE"]));
     assert!(err.contains("gene NOPE is not among the 250 genes"), "{err}");
 

@@ -7,6 +7,7 @@ use clap::Args;
 use ndarray::Axis;
 use spahgc_datasets::her2st;
 use spahgc_engine::{Engine, EngineOptions, Prediction};
+use spahgc_slide::{Rect, TissueMask};
 
 use crate::embed::{CacheArgs, EncoderArgs};
 use crate::output::Output;
@@ -21,6 +22,8 @@ const CIRCLE_VERTICES: usize = 24;
 /// Grid spots beyond each edge of a region that join its graph (and are not written), so that
 /// a spot's neighbours do not depend on where the region ends.
 const MARGIN_SPOTS: f64 = 2.0;
+/// Share of a grid spot's square that must be tissue for the spot to be predicted.
+const MIN_TISSUE: f64 = 0.25;
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -41,6 +44,9 @@ pub struct PredictArgs {
     /// Resolution of --slide in µm/px, when its metadata lacks it.
     #[arg(long, requires = "slide")]
     mpp: Option<f64>,
+    /// Keep grid spots on glass too (default: a tissue mask skips them).
+    #[arg(long, requires = "slide")]
+    keep_background: bool,
     /// Genes to write (comma-separated); default: every gene of the bundle.
     #[arg(long, value_delimiter = ',')]
     genes: Option<Vec<String>>,
@@ -96,9 +102,7 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
                 section: Some(section.name),
             }
         }
-        (_, _, Some(slide)) => {
-            grid_spots(slide, args.region.as_deref(), args.mpp, engine.bundle().manifest().grid.spot_pitch_um)?
-        }
+        (_, _, Some(slide)) => grid_spots(slide, args.region.as_deref(), args.mpp, pitch_um, !args.keep_background)?,
         _ => anyhow::bail!("give --her2st DIR --section S, or --slide FILE"),
     };
     let requested = spots.requested.iter().filter(|&&r| r).count();
@@ -190,12 +194,14 @@ fn qupath_detections(spots: &Spots, prediction: &Prediction) -> serde_json::Valu
 }
 
 /// The spots of the slide-global grid (pitch `pitch_um`, first centre half a pitch from the
-/// slide's corner) whose centres lie in `region` (x, y, width, height; default the whole slide).
+/// slide's corner) whose centres lie in `region` (x, y, width, height; default the whole slide),
+/// with a margin of spots around it; with `tissue_only`, those at least a quarter on tissue.
 fn grid_spots(
     slide_path: &std::path::Path,
     region: Option<&[f64]>,
     mpp: Option<f64>,
     pitch_um: f64,
+    tissue_only: bool,
 ) -> anyhow::Result<Spots> {
     let slide = spahgc_slide::open(slide_path)?;
     let mpp = mpp.or(slide.microns_per_pixel()).context("the slide records no resolution: pass --mpp")?;
@@ -222,10 +228,19 @@ fn grid_spots(
     let (mx, my) = ((x0 - margin).max(0.0), (y0 - margin).max(0.0));
     let (mw, mh) = ((x0 + w + margin).min(width as f64) - mx, (y0 + h + margin).min(height as f64) - my);
     let inside = |c: f64, start: f64, len: f64| c >= start && c < start + len;
+    let mask = tissue_only
+        .then(|| {
+            let rect = Rect { x: mx as i64, y: my as i64, width: mw.ceil() as u64, height: mh.ceil() as u64 };
+            TissueMask::of_region(slide.as_ref(), rect)
+        })
+        .transpose()?;
     let (mut ids, mut centres, mut requested) = (Vec::new(), Vec::new(), Vec::new());
     for j in indices(my, mh) {
         for i in indices(mx, mw) {
             let (x, y) = ((i as f64 + 0.5) * pitch, (j as f64 + 0.5) * pitch);
+            if mask.as_ref().is_some_and(|m| m.tissue_fraction(x, y, pitch / 2.0) < MIN_TISSUE) {
+                continue;
+            }
             ids.push(format!("{i}x{j}"));
             centres.push((x, y));
             requested.push(inside(x, x0, w) && inside(y, y0, h));

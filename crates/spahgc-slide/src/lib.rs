@@ -12,6 +12,7 @@ mod image_slide;
 mod openslide_slide;
 mod patch;
 mod region;
+mod tissue;
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ pub use image_slide::ImageSlide;
 pub use openslide_slide::WsiSlide;
 pub use patch::PatchGeometry;
 pub use region::{Rect, read_region};
+pub use tissue::TissueMask;
 
 /// Pixels as the encoders take them: 8-bit RGB, row-major.
 pub type RgbImage = image::RgbImage;
