@@ -241,6 +241,12 @@ fn training_writes_a_verified_bundle() {
     assert_eq!(lines.len(), 1 + 184);
     assert!(lines[0].starts_with("spot,x,y,") && lines[0].split(',').count() == 3 + 250);
     assert!(lines[1..].iter().all(|l| l.split(',').skip(3).all(|v| v.parse::<f32>().is_ok_and(f32::is_finite))));
+    let heatmaps = summary["heatmaps"].as_array().unwrap();
+    assert_eq!(heatmaps.len(), 3, "without --genes, the three most variable genes are drawn");
+    for h in heatmaps {
+        let png = std::fs::read(h["file"].as_str().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && h["min"].as_f64() <= h["max"].as_f64(), "{h}");
+    }
     let geojson: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("detections.geojson")).unwrap()).unwrap();
     assert_eq!(geojson["type"], "FeatureCollection");
@@ -267,6 +273,7 @@ fn training_writes_a_verified_bundle() {
     let csv = std::fs::read_to_string(out.join("expression.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("spot,x,y,ERBB2,CD74"));
     assert_eq!(csv.lines().count(), 1 + 3 * 2, "margin spots join the graph but are not written");
+    assert!(out.join("heatmap-ERBB2.png").is_file() && out.join("heatmap-CD74.png").is_file());
     // The tissue mask skips spots on glass: a third of the whole slide's grid is tissue.
     let tissue = ok(&predict(&["--slide", wsi.to_str().unwrap()]))["spots"].as_u64().unwrap();
     let all = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--keep-background"]))["spots"].as_u64().unwrap();

@@ -6,6 +6,7 @@ mod bundle;
 mod cache;
 mod embed;
 mod eval;
+mod heatmap;
 mod memory;
 mod output;
 mod panel;

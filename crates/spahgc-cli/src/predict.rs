@@ -10,6 +10,7 @@ use spahgc_engine::{Engine, EngineOptions, Prediction};
 use spahgc_slide::{Rect, TissueMask};
 
 use crate::embed::{CacheArgs, EncoderArgs};
+use crate::heatmap::{SpotLayout, thumbnail, write_heatmap};
 use crate::output::Output;
 
 /// Where the default bundle lives inside the setup directory (`.spahgc/`).
@@ -17,6 +18,8 @@ const DEFAULT_BUNDLE: &str = "bundles/default";
 /// Files of the predictions inside the output directory.
 const EXPRESSION_FILE: &str = "expression.csv";
 const DETECTIONS_FILE: &str = "detections.geojson";
+/// Heatmaps drawn when no genes are requested: the genes whose predictions vary most.
+const DEFAULT_HEATMAPS: usize = 3;
 /// Vertices of the polygon that draws a spot's circle.
 const CIRCLE_VERTICES: usize = 24;
 /// Grid spots beyond each edge of a region that join its graph (and are not written), so that
@@ -50,7 +53,8 @@ pub struct PredictArgs {
     /// Genes to write (comma-separated); default: every gene of the bundle.
     #[arg(long, value_delimiter = ',')]
     genes: Option<Vec<String>>,
-    /// Output directory (expression.csv, detections.geojson).
+    /// Output directory (expression.csv, detections.geojson, heatmap-<gene>.png for the genes
+    /// asked for, or the three most variable).
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -134,20 +138,44 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     let geojson = serde_json::to_vec(&qupath_detections(&spots, &prediction))?;
     spahgc_core::write_atomically(&detections, |w| w.write_all(&geojson))
         .with_context(|| format!("writing {}", detections.display()))?;
+    let slide = spahgc_slide::open(&spots.slide)?;
+    let layout = SpotLayout { centres: &spots.centres, diameter_px: spots.diameter_px };
+    let (base, rect) = thumbnail(slide.as_ref(), &layout)?;
+    let drawn: Vec<usize> = match &args.genes {
+        Some(genes) => (0..genes.len()).collect(),
+        None => most_variable(&prediction.expression, DEFAULT_HEATMAPS),
+    };
+    let heatmaps = drawn
+        .iter()
+        .map(|&g| write_heatmap(&base, rect, &layout, &prediction.genes[g], prediction.expression.column(g), &args.out))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let scales: Vec<String> = heatmaps.iter().map(|h| format!("{} {:.2}–{:.2}", h.gene, h.min, h.max)).collect();
     out.report(
         &format!(
-            "predicted {} genes for {} spots of {}; wrote {} and {}",
+            "predicted {} genes for {} spots of {}; wrote {}, {} and {} heatmaps ({}) in {}",
             prediction.genes.len(),
             spots.centres.len(),
             spots.slide.display(),
-            csv.display(),
-            detections.display()
+            EXPRESSION_FILE,
+            DETECTIONS_FILE,
+            heatmaps.len(),
+            scales.join(", "),
+            args.out.display()
         ),
         serde_json::json!({
             "bundle": bundle, "slide": spots.slide, "spots": spots.centres.len(),
-            "genes": prediction.genes.len(), "csv": csv, "geojson": detections,
+            "genes": prediction.genes.len(), "csv": csv, "geojson": detections, "heatmaps": heatmaps,
         }),
     )
+}
+
+/// The `n` columns of `expression` with the largest variance, largest first.
+fn most_variable(expression: &ndarray::Array2<f32>, n: usize) -> Vec<usize> {
+    let variance: Vec<f32> = expression.columns().into_iter().map(|c| c.var(0.0)).collect();
+    let mut order: Vec<usize> = (0..variance.len()).collect();
+    order.sort_by(|&a, &b| variance[b].total_cmp(&variance[a]).then(a.cmp(&b)));
+    order.truncate(n);
+    order
 }
 
 impl Spots {
