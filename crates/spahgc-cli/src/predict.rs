@@ -6,8 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use ndarray::Axis;
 use spahgc_datasets::her2st;
-use spahgc_engine::{Engine, EngineOptions, Prediction};
-use spahgc_slide::{Rect, TissueMask};
+use spahgc_engine::{Engine, EngineOptions, Prediction, Region, RegionOptions};
 
 use crate::embed::{CacheArgs, EncoderArgs};
 use crate::heatmap::{SpotLayout, thumbnail, write_heatmap};
@@ -22,11 +21,6 @@ const DETECTIONS_FILE: &str = "detections.geojson";
 const DEFAULT_HEATMAPS: usize = 3;
 /// Vertices of the polygon that draws a spot's circle.
 const CIRCLE_VERTICES: usize = 24;
-/// Grid spots beyond each edge of a region that join its graph (and are not written), so that
-/// a spot's neighbours do not depend on where the region ends.
-const MARGIN_SPOTS: f64 = 2.0;
-/// Share of a grid spot's square that must be tissue for the spot to be predicted.
-const MIN_TISSUE: f64 = 0.25;
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -63,18 +57,12 @@ pub struct PredictArgs {
     cache: CacheArgs,
 }
 
-/// Spots to predict: ids, centres in level-0 pixels, and where they come from.
+/// Predicted spots: the slide, ids, centres and diameter in level-0 pixels.
 struct Spots {
     slide: PathBuf,
-    microns_per_pixel: Option<f64>,
     ids: Vec<String>,
     centres: Vec<(f64, f64)>,
-    /// Whether each spot is one requested (not margin).
-    requested: Vec<bool>,
-    /// Spot diameter in level-0 pixels (drawn in the detections).
     diameter_px: f64,
-    /// A bank section these spots belong to, whose own spots must not serve as references.
-    section: Option<String>,
 }
 
 pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
@@ -90,38 +78,37 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     };
     let options = EngineOptions { encoder: args.encoder.options(), cache, precision: args.cache.precision() };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
-    let pitch_um = engine.bundle().manifest().grid.spot_pitch_um;
     let columns = args.genes.as_deref().map(|g| engine.gene_columns(g)).transpose()?;
-    let spots = match (&args.her2st, &args.section, &args.slide) {
+    let (spots, mut prediction) = match (&args.her2st, &args.section, &args.slide) {
         (Some(dir), Some(name), _) => {
             let section = her2st::load(dir, name)?;
+            let slide = section.image.clone().context("her2st sections have images")?;
             let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
-            Spots {
-                diameter_px: section.spot_diameter_px.unwrap_or(pitch_um / mpp / 2.0),
-                slide: section.image.clone().context("her2st sections have images")?,
-                microns_per_pixel: section.microns_per_pixel,
-                ids: section.spots.iter().map(|s| s.id.clone()).collect(),
-                centres: section.centres(),
-                requested: vec![true; section.spots.len()],
-                section: Some(section.name),
-            }
+            let centres = section.centres();
+            // The section's own spots, should the bank hold them, are no references for it.
+            let prediction = engine.predict_spots(&slide, Some(mpp), &centres, Some(name))?;
+            let pitch_um = engine.bundle().manifest().grid.spot_pitch_um;
+            let diameter_px = section.spot_diameter_px.unwrap_or(pitch_um / mpp / 2.0);
+            let ids = section.spots.iter().map(|s| s.id.clone()).collect();
+            (Spots { slide, ids, centres, diameter_px }, prediction)
         }
-        (_, _, Some(slide)) => grid_spots(slide, args.region.as_deref(), args.mpp, pitch_um, !args.keep_background)?,
+        (_, _, Some(slide)) => {
+            let region = match args.region.as_deref() {
+                Some(&[x, y, width, height]) => Some(Region { x, y, width, height }),
+                Some(other) => anyhow::bail!("--region takes x,y,width,height; got {} values", other.len()),
+                None => None,
+            };
+            let options = RegionOptions { microns_per_pixel: args.mpp, tissue_only: !args.keep_background };
+            let r = engine.predict_region(slide, region, options)?;
+            let spots = Spots { slide: slide.clone(), ids: r.ids, centres: r.centres, diameter_px: r.diameter_px };
+            (spots, r.prediction)
+        }
         _ => anyhow::bail!("give --her2st DIR --section S, or --slide FILE"),
     };
-    let requested = spots.requested.iter().filter(|&&r| r).count();
-    anyhow::ensure!(
-        requested >= 1 && spots.centres.len() >= 2,
-        "the region holds {requested} spots of the grid ({} with the margin); a graph needs at least two",
-        spots.centres.len()
-    );
-    let mut prediction =
-        engine.predict_spots(&spots.slide, spots.microns_per_pixel, &spots.centres, spots.section.as_deref())?;
     if let (Some(genes), Some(columns)) = (&args.genes, &columns) {
         prediction.expression = prediction.expression.select(Axis(1), columns);
         prediction.genes = genes.clone();
     }
-    let spots = spots.requested_only(&mut prediction);
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let csv = args.out.join(EXPRESSION_FILE);
@@ -178,20 +165,6 @@ fn most_variable(expression: &ndarray::Array2<f32>, n: usize) -> Vec<usize> {
     order
 }
 
-impl Spots {
-    /// The requested spots only, and their rows of `prediction`.
-    fn requested_only(self, prediction: &mut Prediction) -> Spots {
-        let keep: Vec<usize> = (0..self.ids.len()).filter(|&i| self.requested[i]).collect();
-        prediction.expression = prediction.expression.select(Axis(0), &keep);
-        Spots {
-            ids: keep.iter().map(|&i| self.ids[i].clone()).collect(),
-            centres: keep.iter().map(|&i| self.centres[i]).collect(),
-            requested: vec![true; keep.len()],
-            ..self
-        }
-    }
-}
-
 /// A GeoJSON FeatureCollection that QuPath imports as detections: one circle per spot, named by
 /// its id, with the predicted expression of every gene as measurements.
 fn qupath_detections(spots: &Spots, prediction: &Prediction) -> serde_json::Value {
@@ -219,68 +192,4 @@ fn qupath_detections(spots: &Spots, prediction: &Prediction) -> serde_json::Valu
         })
         .collect();
     serde_json::json!({"type": "FeatureCollection", "features": features})
-}
-
-/// The spots of the slide-global grid (pitch `pitch_um`, first centre half a pitch from the
-/// slide's corner) whose centres lie in `region` (x, y, width, height; default the whole slide),
-/// with a margin of spots around it; with `tissue_only`, those at least a quarter on tissue.
-fn grid_spots(
-    slide_path: &std::path::Path,
-    region: Option<&[f64]>,
-    mpp: Option<f64>,
-    pitch_um: f64,
-    tissue_only: bool,
-) -> anyhow::Result<Spots> {
-    let slide = spahgc_slide::open(slide_path)?;
-    let mpp = mpp.or(slide.microns_per_pixel()).context("the slide records no resolution: pass --mpp")?;
-    anyhow::ensure!(mpp.is_finite() && mpp > 0.0, "--mpp must be positive, got {mpp}");
-    let (width, height) = slide.dimensions();
-    let (x0, y0, w, h) = match region {
-        Some(&[x, y, w, h]) => (x, y, w, h),
-        Some(other) => anyhow::bail!("--region takes x,y,width,height; got {} values", other.len()),
-        None => (0.0, 0.0, width as f64, height as f64),
-    };
-    anyhow::ensure!(
-        w > 0.0 && h > 0.0 && x0 >= 0.0 && y0 >= 0.0 && x0 + w <= width as f64 && y0 + h <= height as f64,
-        "region {x0},{y0},{w},{h} is empty or outside the {width} x {height} px slide {}",
-        slide_path.display()
-    );
-    let pitch = pitch_um / mpp;
-    // Grid index range whose centres (i + 0.5) * pitch fall in [start, start + len).
-    let indices = |start: f64, len: f64| {
-        let first = (start / pitch - 0.5).ceil().max(0.0) as u64;
-        let end = ((start + len) / pitch - 0.5).ceil().max(0.0) as u64;
-        first..end
-    };
-    let margin = MARGIN_SPOTS * pitch;
-    let (mx, my) = ((x0 - margin).max(0.0), (y0 - margin).max(0.0));
-    let (mw, mh) = ((x0 + w + margin).min(width as f64) - mx, (y0 + h + margin).min(height as f64) - my);
-    let inside = |c: f64, start: f64, len: f64| c >= start && c < start + len;
-    let mask = tissue_only
-        .then(|| {
-            let rect = Rect { x: mx as i64, y: my as i64, width: mw.ceil() as u64, height: mh.ceil() as u64 };
-            TissueMask::of_region(slide.as_ref(), rect)
-        })
-        .transpose()?;
-    let (mut ids, mut centres, mut requested) = (Vec::new(), Vec::new(), Vec::new());
-    for j in indices(my, mh) {
-        for i in indices(mx, mw) {
-            let (x, y) = ((i as f64 + 0.5) * pitch, (j as f64 + 0.5) * pitch);
-            if mask.as_ref().is_some_and(|m| m.tissue_fraction(x, y, pitch / 2.0) < MIN_TISSUE) {
-                continue;
-            }
-            ids.push(format!("{i}x{j}"));
-            centres.push((x, y));
-            requested.push(inside(x, x0, w) && inside(y, y0, h));
-        }
-    }
-    Ok(Spots {
-        slide: slide_path.to_path_buf(),
-        microns_per_pixel: Some(mpp),
-        ids,
-        centres,
-        requested,
-        diameter_px: pitch / 2.0,
-        section: None,
-    })
 }

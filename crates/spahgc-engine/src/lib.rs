@@ -6,14 +6,18 @@
 //! computes for the same spots (graph from [`GraphInputs::build`], network from
 //! [`SpaHgc::predict`]), then turns model outputs back into expression units.
 
+mod grid;
+
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use spahgc_bundle::{Bundle, BundleError};
 use spahgc_cache::{EmbeddingCache, Precision};
 use spahgc_embed::{SlideSpots, SpotEmbedder};
 use spahgc_encoder::{EncoderOptions, LazyEncoder};
 use spahgc_model::{GraphInputs, ModelError, SpaHgc};
+
+pub use grid::{Region, RegionOptions};
 
 /// Errors of the engine, each naming what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,8 @@ pub enum EngineError {
     Embed(#[from] spahgc_embed::EmbedError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Slide(#[from] spahgc_slide::SlideError),
     #[error("{0}")]
     Input(String),
 }
@@ -47,6 +53,18 @@ pub struct Prediction {
     pub genes: Vec<String>,
     /// ln(1 + counts per 10k) (at least 0), spots × genes, in request order.
     pub expression: Array2<f32>,
+}
+
+/// Predicted expression for the grid spots of a slide region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionPrediction {
+    /// Spot ids: `<column>x<row>` of the slide-global grid.
+    pub ids: Vec<String>,
+    /// Spot centres in level-0 pixels.
+    pub centres: Vec<(f64, f64)>,
+    /// Spot diameter in level-0 pixels (half the grid pitch).
+    pub diameter_px: f64,
+    pub prediction: Prediction,
 }
 
 /// A model bundle ready to predict; `Send + Sync`, shareable across threads.
@@ -104,6 +122,37 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Expression predicted for the grid spots of `region` of the slide at `slide` (default:
+    /// the whole slide). Margin spots around the region join the graph and are not returned;
+    /// with `options.tissue_only`, spots on glass are skipped.
+    pub fn predict_region(
+        &self,
+        slide: &Path,
+        region: Option<Region>,
+        options: RegionOptions,
+    ) -> Result<RegionPrediction, EngineError> {
+        let opened = spahgc_slide::open(slide)?;
+        let pitch_um = self.bundle.manifest().grid.spot_pitch_um;
+        let grid = grid::grid_spots(opened.as_ref(), region, options, pitch_um)?;
+        let in_region: Vec<usize> = (0..grid.ids.len()).filter(|&i| grid.in_region[i]).collect();
+        if in_region.is_empty() || grid.centres.len() < 2 {
+            return Err(EngineError::Input(format!(
+                "the region of {} holds {} spots of the grid ({} with the margin); a graph needs at least two",
+                slide.display(),
+                in_region.len(),
+                grid.centres.len()
+            )));
+        }
+        let mut prediction = self.predict_spots(slide, Some(grid.microns_per_pixel), &grid.centres, None)?;
+        prediction.expression = prediction.expression.select(Axis(0), &in_region);
+        Ok(RegionPrediction {
+            ids: in_region.iter().map(|&i| grid.ids[i].clone()).collect(),
+            centres: in_region.iter().map(|&i| grid.centres[i]).collect(),
+            diameter_px: grid.diameter_px,
+            prediction,
+        })
     }
 
     /// Expression predicted for spots centred at `centres` (level-0 pixels) of `slide`, at

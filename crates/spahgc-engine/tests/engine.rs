@@ -9,7 +9,7 @@ use spahgc_cache::Precision;
 use spahgc_core::{GenePanel, Normalisation, Section};
 use spahgc_embed::{SlideSpots, SpotEmbedder};
 use spahgc_encoder::{Device, EncoderOptions, LazyEncoder};
-use spahgc_engine::{Engine, EngineOptions};
+use spahgc_engine::{Engine, EngineOptions, Region, RegionOptions};
 use spahgc_model::{GraphInputs, ModelSettings, fit};
 
 fn embed(encoder: &LazyEncoder, section: &Section) -> Array2<f32> {
@@ -94,6 +94,22 @@ fn the_engine_predicts_what_evaluation_scores_from_any_thread() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(concurrent, sequential);
+
+    // A region of a whole-slide image: the grid spots inside it, predicted with their margin.
+    let wsi = spahgc_testdata::shared("wsi").unwrap().join("cmu_small_region.svs");
+    let region = Region { x: 400.0, y: 400.0, width: 1000.0, height: 800.0 };
+    let all = RegionOptions { microns_per_pixel: None, tissue_only: false };
+    let r = engine.predict_region(&wsi, Some(region), all).unwrap();
+    // A 200 µm pitch at 0.499 µm/px: centres every 401 px from 200; 601 and 1002 lie inside.
+    assert_eq!(r.ids, ["1x1", "2x1", "1x2", "2x2"]);
+    assert_eq!(r.prediction.expression.dim(), (4, 250));
+    assert!(r.centres.iter().all(|&(x, y)| (400.0..1400.0).contains(&x) && (400.0..1200.0).contains(&y)));
+    let tissue = engine.predict_region(&wsi, None, RegionOptions { tissue_only: true, ..all }).unwrap();
+    let whole = engine.predict_region(&wsi, None, all).unwrap();
+    assert!(tissue.ids.len() < whole.ids.len() && tissue.ids.iter().all(|id| whole.ids.contains(id)));
+    let outside = Region { x: -1.0, ..region };
+    let err = engine.predict_region(&wsi, Some(outside), all).unwrap_err().to_string();
+    assert!(err.contains("outside the 2220 x 2967 px slide"), "{err}");
 
     // Bad input is named.
     let err = engine.predict_spots(&slide, Some(-1.0), &centres, None).unwrap_err().to_string();
