@@ -79,30 +79,21 @@ pub struct CacheArgs {
 }
 
 impl CacheArgs {
-    /// The cache directory.
-    pub fn root(&self) -> anyhow::Result<PathBuf> {
-        match &self.cache_dir {
-            Some(dir) => Ok(dir.clone()),
-            None => Ok(EmbeddingCache::default_root()?),
-        }
-    }
-
-    /// The cache's size bound in bytes.
-    pub fn max_bytes(&self) -> anyhow::Result<u64> {
-        anyhow::ensure!(
-            self.cache_max_gib.is_finite() && self.cache_max_gib > 0.0,
-            "--cache-max-gib must be positive, got {}",
-            self.cache_max_gib
-        );
-        Ok((self.cache_max_gib * (1u64 << 30) as f64) as u64)
-    }
-
     /// Opens the cache, or `None` with `--no-cache`.
     pub fn open(&self) -> anyhow::Result<Option<EmbeddingCache>> {
         if self.no_cache {
             return Ok(None);
         }
-        Ok(Some(EmbeddingCache::open(&self.root()?, self.max_bytes()?)?))
+        let root = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => EmbeddingCache::default_root()?,
+        };
+        anyhow::ensure!(
+            self.cache_max_gib.is_finite() && self.cache_max_gib > 0.0,
+            "--cache-max-gib must be positive, got {}",
+            self.cache_max_gib
+        );
+        Ok(Some(EmbeddingCache::open(&root, (self.cache_max_gib * (1u64 << 30) as f64) as u64)?))
     }
 
     pub fn precision(&self) -> Precision {

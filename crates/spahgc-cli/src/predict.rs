@@ -72,11 +72,8 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
             .context("no default bundle: run scripts/demo.sh once (it trains one), or pass --bundle DIR")?,
     };
     anyhow::ensure!(args.encoder.encoder.is_none(), "predict runs the bundle's own encoder: drop --encoder");
-    let cache = match args.cache.no_cache {
-        true => None,
-        false => Some((args.cache.root()?, args.cache.max_bytes()?)),
-    };
-    let options = EngineOptions { encoder: args.encoder.options(), cache, precision: args.cache.precision() };
+    let options =
+        EngineOptions { encoder: args.encoder.options(), cache: args.cache.open()?, precision: args.cache.precision() };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
     let columns = args.genes.as_deref().map(|g| engine.gene_columns(g)).transpose()?;
     let (spots, mut prediction) = match (&args.her2st, &args.section, &args.slide) {

@@ -4,7 +4,7 @@
 
 use spahgc_slide::{Rect, Slide, TissueMask};
 
-use crate::EngineError;
+use crate::{EngineError, check_resolution};
 
 /// Grid spots beyond each edge of a region that join its graph (and are not returned), so that
 /// a spot's neighbours do not depend on where the region ends.
@@ -53,9 +53,7 @@ pub(crate) fn grid_spots(
         .microns_per_pixel
         .or(slide.microns_per_pixel())
         .ok_or_else(|| EngineError::Input(format!("slide {path} records no resolution: give its µm per pixel")))?;
-    if !(mpp.is_finite() && mpp > 0.0) {
-        return Err(EngineError::Input(format!("{path}: µm per pixel must be positive, got {mpp}")));
-    }
+    check_resolution(slide.path(), mpp)?;
     let (width, height) = slide.dimensions();
     let r = region.unwrap_or(Region { x: 0.0, y: 0.0, width: width as f64, height: height as f64 });
     let fits = r.width > 0.0 && r.height > 0.0 && r.x >= 0.0 && r.y >= 0.0;

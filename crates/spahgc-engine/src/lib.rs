@@ -8,7 +8,7 @@
 
 mod grid;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array2, Axis};
 use spahgc_bundle::{Bundle, BundleError};
@@ -40,8 +40,8 @@ pub enum EngineError {
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     pub encoder: EncoderOptions,
-    /// The embedding cache directory and its size bound in bytes; `None`: no cache.
-    pub cache: Option<(PathBuf, u64)>,
+    /// The embedding cache; `None`: no cache.
+    pub cache: Option<EmbeddingCache>,
     /// Precision of new cache entries.
     pub precision: Precision,
 }
@@ -67,6 +67,14 @@ pub struct RegionPrediction {
     pub prediction: Prediction,
 }
 
+/// Refuses a resolution that is not a positive number of µm per pixel.
+fn check_resolution(slide: &Path, microns_per_pixel: f64) -> Result<(), EngineError> {
+    if microns_per_pixel.is_finite() && microns_per_pixel > 0.0 {
+        return Ok(());
+    }
+    Err(EngineError::Input(format!("{}: µm per pixel must be positive, got {microns_per_pixel}", slide.display())))
+}
+
 /// A model bundle ready to predict; `Send + Sync`, shareable across threads.
 pub struct Engine {
     bundle: Bundle,
@@ -89,12 +97,7 @@ impl Engine {
                 config.embedding_dim
             )));
         }
-        let cache = options
-            .cache
-            .map(|(root, max_bytes)| EmbeddingCache::open(&root, max_bytes))
-            .transpose()
-            .map_err(spahgc_embed::EmbedError::from)?;
-        Ok(Self { bundle, encoder, cache, precision: options.precision })
+        Ok(Self { bundle, encoder, cache: options.cache, precision: options.precision })
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -165,10 +168,8 @@ impl Engine {
         centres: &[(f64, f64)],
         exclude_section: Option<&str>,
     ) -> Result<Prediction, EngineError> {
-        if let Some(mpp) = microns_per_pixel
-            && !(mpp.is_finite() && mpp > 0.0)
-        {
-            return Err(EngineError::Input(format!("{}: µm per pixel must be positive, got {mpp}", slide.display())));
+        if let Some(mpp) = microns_per_pixel {
+            check_resolution(slide, mpp)?;
         }
         let embedder = SpotEmbedder { encoder: &self.encoder, cache: self.cache.as_ref(), precision: self.precision };
         let spots = SlideSpots { slide, microns_per_pixel, centres };

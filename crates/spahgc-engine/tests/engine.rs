@@ -61,7 +61,7 @@ fn the_engine_predicts_what_evaluation_scores_from_any_thread() {
     let Some((dir, c3, c3_embeddings)) = bundle(tmp.path()) else { return };
     let options = EngineOptions {
         encoder: EncoderOptions { device: Device::Cpu, ..Default::default() },
-        cache: Some((tmp.path().join("cache"), 1 << 30)),
+        cache: Some(spahgc_cache::EmbeddingCache::open(&tmp.path().join("cache"), 1 << 30).unwrap()),
         precision: Precision::F32,
     };
     let engine = Engine::open(&dir, options).unwrap();

@@ -6,6 +6,7 @@ use spahgc_core::NormStats;
 use spahgc_graph::GraphParams;
 
 use crate::ModelError;
+use crate::graph::GraphInputs;
 
 /// The weights-file format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -68,6 +69,25 @@ impl ModelConfig {
             training_sections: sections,
             training: settings.training.clone(),
         }
+    }
+
+    /// Checks that `inputs` (named `what` in errors) have this model's embedding width and
+    /// reference feature width.
+    pub(crate) fn check_inputs(&self, inputs: &GraphInputs, what: &str) -> Result<(), ModelError> {
+        let (d, g) = (self.embedding_dim, self.genes.len());
+        if inputs.embedding_dim() != d {
+            return Err(ModelError::Input(format!(
+                "{what}: target embeddings are {}-d, the model takes {d}-d",
+                inputs.embedding_dim()
+            )));
+        }
+        if inputs.reference_width() != d + g {
+            return Err(ModelError::Input(format!(
+                "{what}: reference features are {} wide, the model takes {d} + {g} genes",
+                inputs.reference_width()
+            )));
+        }
+        Ok(())
     }
 
     /// Checks that the recorded values can describe a network.

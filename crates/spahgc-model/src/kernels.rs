@@ -64,6 +64,11 @@ impl Csr {
         self.sources.len()
     }
 
+    /// The number of edges into `d`.
+    fn degree(&self, d: usize) -> usize {
+        self.offsets[d + 1] - self.offsets[d]
+    }
+
     /// The edge indices (positions in `sources`) and sources of the edges into `d`.
     fn incoming(&self, d: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         (self.offsets[d]..self.offsets[d + 1]).map(|e| (e, self.sources[e] as usize))
@@ -94,6 +99,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
+/// `out += a · x`.
+fn add_scaled(out: &mut [f32], x: &[f32], a: f32) {
+    out.iter_mut().zip(x).for_each(|(o, v)| *o += a * v);
+}
+
 fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1()
 }
@@ -113,13 +123,11 @@ impl CustomOp1 for ScatterMean {
         csr.check_sources(rows)?;
         let mut out = vec![0f32; csr.n_dst() * width];
         for (d, row) in out.chunks_exact_mut(width).enumerate() {
-            let mut count = 0;
             for (_, s) in csr.incoming(d) {
-                row.iter_mut().zip(&x[s * width..(s + 1) * width]).for_each(|(o, v)| *o += v);
-                count += 1;
+                add_scaled(row, &x[s * width..(s + 1) * width], 1.0);
             }
-            if count > 0 {
-                let scale = 1.0 / count as f32;
+            if csr.degree(d) > 0 {
+                let scale = 1.0 / csr.degree(d) as f32;
                 row.iter_mut().for_each(|o| *o *= scale);
             }
         }
@@ -132,11 +140,10 @@ impl CustomOp1 for ScatterMean {
         let csr = &self.0;
         let mut grad_x = vec![0f32; n_src * width];
         for d in 0..csr.n_dst() {
-            let degree = csr.offsets[d + 1] - csr.offsets[d];
-            let scale = 1.0 / degree.max(1) as f32;
+            let scale = 1.0 / csr.degree(d).max(1) as f32;
             let g = &grad[d * width..(d + 1) * width];
             for (_, s) in csr.incoming(d) {
-                grad_x[s * width..(s + 1) * width].iter_mut().zip(g).for_each(|(o, g)| *o += g * scale);
+                add_scaled(&mut grad_x[s * width..(s + 1) * width], g, scale);
             }
         }
         Ok(Some(Tensor::from_vec(grad_x, (n_src, width), arg.device())?))
@@ -234,7 +241,7 @@ impl CustomOp3 for EdgeAttention {
                 let row = &mut out[d * width..][range.clone()];
                 for ((e, s), alpha) in csr.incoming(d).zip(&sm.alpha) {
                     let weight = alpha * self.keep(e, h);
-                    row.iter_mut().zip(&v[s * width..][range.clone()]).for_each(|(o, x)| *o += weight * x);
+                    add_scaled(row, &v[s * width..][range.clone()], weight);
                 }
             }
         }
@@ -268,7 +275,7 @@ impl CustomOp3 for EdgeAttention {
                 for ((e, s), alpha) in self.csr.incoming(d).zip(&sm.alpha) {
                     let keep = self.keep(e, h);
                     let value = &v[s * width..][range.clone()];
-                    gv[s * width..][range.clone()].iter_mut().zip(g).for_each(|(o, g)| *o += alpha * keep * g);
+                    add_scaled(&mut gv[s * width..][range.clone()], g, alpha * keep);
                     grad_alpha.push(keep * dot(value, g));
                 }
                 // Through the softmax and LeakyReLU to the raw scores, then to queries and keys.
@@ -277,9 +284,9 @@ impl CustomOp3 for EdgeAttention {
                     let slope = if sm.positive[i] { 1.0 } else { self.negative_slope };
                     let g_raw = sm.alpha[i] * (grad_alpha[i] - mean) * slope * scale;
                     let key = &k[s * width..][range.clone()];
-                    gq[d * width..][range.clone()].iter_mut().zip(key).for_each(|(o, x)| *o += g_raw * x);
+                    add_scaled(&mut gq[d * width..][range.clone()], key, g_raw);
                     let query = &q[d * width..][range.clone()];
-                    gk[s * width..][range.clone()].iter_mut().zip(query).for_each(|(o, x)| *o += g_raw * x);
+                    add_scaled(&mut gk[s * width..][range.clone()], query, g_raw);
                 }
             }
         }

@@ -89,19 +89,7 @@ impl SpaHgc {
 
     /// Predicted normalised expression, targets × genes.
     pub fn predict(&self, inputs: &GraphInputs) -> Result<Array2<f32>, ModelError> {
-        let (d, g) = (self.config.embedding_dim, self.config.genes.len());
-        if inputs.embedding_dim() != d {
-            return Err(ModelError::Input(format!(
-                "target embeddings are {}-d, the model takes {d}-d",
-                inputs.embedding_dim()
-            )));
-        }
-        if inputs.reference_width() != d + g {
-            return Err(ModelError::Input(format!(
-                "reference features are {} wide, the model takes {d} + {g} genes",
-                inputs.reference_width()
-            )));
-        }
+        self.config.check_inputs(inputs, "prediction")?;
         let out = self.network.forward(
             &inputs.edges,
             &inputs.targets,

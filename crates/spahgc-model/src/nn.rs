@@ -289,9 +289,13 @@ impl<'a> Noise<'a> {
         if p <= 0.0 {
             return None;
         }
-        let keep = (1.0 / (1.0 - p)) as f32;
-        Some((0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect())
+        Some(bernoulli_mask(rng, n, p, (1.0 / (1.0 - p)) as f32))
     }
+}
+
+/// `n` draws from `rng`: 0 with probability `p`, else `kept`.
+pub(crate) fn bernoulli_mask(rng: &mut ChaCha8Rng, n: usize, p: f64, kept: f32) -> Vec<f32> {
+    (0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { kept }).collect()
 }
 
 /// A seeded generator.
@@ -330,14 +334,6 @@ impl Edges {
         Self::new(&flipped, n_src)
     }
 
-    pub fn len(&self) -> usize {
-        self.csr.n_edges()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Mean of the source rows of `x` arriving at each destination (0 where none arrive).
     pub fn scatter_mean(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         Ok(x.contiguous()?.apply_op1(ScatterMean(self.csr.clone()))?)
@@ -360,7 +356,7 @@ impl Edges {
             csr: self.csr.clone(),
             heads,
             negative_slope: negative_slope as f32,
-            keep: noise.keep(self.len() * heads, dropout),
+            keep: noise.keep(self.csr.n_edges() * heads, dropout),
         };
         Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
     }

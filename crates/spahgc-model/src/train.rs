@@ -3,7 +3,6 @@
 
 use candle_core::Tensor;
 use ndarray::ArrayView2;
-use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use spahgc_bank::{BankSection, ReferenceBank};
@@ -14,7 +13,7 @@ use crate::config::{ModelConfig, ModelSettings, TargetEncoder};
 use crate::graph::GraphInputs;
 use crate::model::{SpaHgc, detached_copy, initial_weights};
 use crate::network::Network;
-use crate::nn::{AdamW, Noise, bootstrap_loss, mean_column_pearson, seeded, to_tensor, trainable};
+use crate::nn::{AdamW, Noise, bernoulli_mask, bootstrap_loss, mean_column_pearson, seeded, to_tensor, trainable};
 
 /// One training section: its graph (references from the other training sections) and its
 /// normalised expression.
@@ -93,15 +92,14 @@ pub fn train(
     if sections.is_empty() {
         return Err(ModelError::Input("training needs at least one section".into()));
     }
-    let (d, g) = (config.embedding_dim, config.genes.len());
     for s in sections {
-        if s.inputs.embedding_dim() != d || s.inputs.reference_width() != d + g || s.truth.dims()[1] != g {
+        config.check_inputs(&s.inputs, &format!("section {}", s.name))?;
+        if s.truth.dims()[1] != config.genes.len() {
             return Err(ModelError::Input(format!(
-                "section {}: embeddings {}-d, reference features {} wide, {} genes; the model takes {d}-d, {d} + {g}, {g}",
+                "section {}: expression of {} genes, the model predicts {}",
                 s.name,
-                s.inputs.embedding_dim(),
-                s.inputs.reference_width(),
-                s.truth.dims()[1]
+                s.truth.dims()[1],
+                config.genes.len()
             )));
         }
     }
@@ -170,8 +168,7 @@ pub fn train(
 /// The two views of features `x` under a random mask hiding a fraction `ratio` of the entries:
 /// the first without the hidden entries, the second with only them.
 fn complementary_views(x: &Tensor, ratio: f64, rng: &mut ChaCha8Rng) -> Result<(Tensor, Tensor), ModelError> {
-    let keep: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f64>() < ratio { 0.0 } else { 1.0 }).collect();
-    let keep = Tensor::from_vec(keep, x.shape(), x.device())?;
+    let keep = Tensor::from_vec(bernoulli_mask(rng, x.elem_count(), ratio, 1.0), x.shape(), x.device())?;
     let hidden = keep.affine(-1.0, 1.0)?;
     Ok((x.mul(&keep)?, x.mul(&hidden)?))
 }
