@@ -104,6 +104,8 @@ pub struct ReferenceBank {
     path: PathBuf,
     meta: BankMeta,
     storage: Storage,
+    /// See [`ReferenceBank::feature_distances`].
+    pub(crate) distances: std::sync::OnceLock<Option<ndarray::Array2<f32>>>,
 }
 
 impl ReferenceBank {
@@ -182,7 +184,7 @@ impl ReferenceBank {
             Storage::Owned(words)
         };
         let meta = verify(path, storage.bytes())?;
-        Ok(Self { path: path.into(), meta, storage })
+        Ok(Self { path: path.into(), meta, storage, distances: Default::default() })
     }
 
     /// The bank's metadata.

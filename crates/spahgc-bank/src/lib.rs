@@ -6,11 +6,13 @@
 //! `wasm32-wasip2` (where the file is read into memory instead).
 
 mod build;
+mod distances;
 mod error;
 mod format;
 mod retrieve;
 
 pub use build::{BankSection, build_bank};
+pub use distances::squared_distances;
 pub use error::BankError;
 pub use format::{BankMeta, FORMAT_VERSION, ReferenceBank, SectionInfo};
 pub use retrieve::Neighbour;

@@ -180,7 +180,10 @@ pub fn embed_section(section: &Section, embedder: &SpotEmbedder, out: &Output) -
     let centres = section.centres();
     let bar = out.progress(&section.name, centres.len());
     let spots = SlideSpots { slide: image, microns_per_pixel: section.microns_per_pixel, centres: &centres };
-    let embedded = embedder.embed(&spots, &|done, _| bar.set_position(done as u64))?;
+    let embedded = embedder.embed(&spots, &|done, _| {
+        bar.set_position(done as u64);
+        std::ops::ControlFlow::Continue(())
+    })?;
     bar.finish_and_clear();
     Ok(embedded)
 }

@@ -2,13 +2,16 @@
 //! made before (same encoder, same slide content, same patch geometry and spots), otherwise cut
 //! from the slide, encoded in batches, and cached.
 //!
-//! Patch cutting for the next batch runs on a second thread while the encoder works on the
-//! current one, so reading the slide hides behind inference.
+//! Spots come in groups, one cache entry per group: a her2st section is one group, a viewer's
+//! request is the tiles of the slide-global grid it touches. Groups missing from the cache are
+//! encoded together in one stream of batches, and patch cutting for the next batch runs on a
+//! second thread while the encoder works on the current one, so reading hides behind inference.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::mpsc;
 
-use ndarray::{Array2, Array4};
+use ndarray::{Array2, Array4, Axis};
 use spahgc_cache::{CacheError, CacheKey, EmbeddingCache, Precision};
 use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, to_tensor};
 use spahgc_slide::{PatchGeometry, Slide, SlideError, content_id};
@@ -29,6 +32,18 @@ pub enum EmbedError {
     /// Neither the caller nor the slide's metadata gives the resolution.
     #[error("slide {0} records no resolution: give its µm per pixel explicitly (--mpp)")]
     NoResolution(std::path::PathBuf),
+    /// The progress callback asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Told `(spots encoded, spots to encode)` after each encoded batch (and once when everything
+/// came from the cache); returning `Break` cancels the work.
+pub type Progress<'a> = &'a dyn Fn(usize, usize) -> ControlFlow<()>;
+
+/// A [`Progress`] that watches nothing and never cancels.
+pub fn quiet(_: usize, _: usize) -> ControlFlow<()> {
+    ControlFlow::Continue(())
 }
 
 /// Spots to embed on one slide.
@@ -66,25 +81,14 @@ pub struct SpotEmbedder<'a> {
 }
 
 impl SpotEmbedder<'_> {
-    /// Embeds `spots`; `progress(done, total)` is called after each encoded batch.
-    pub fn embed(&self, spots: &SlideSpots, progress: &dyn Fn(usize, usize)) -> Result<Embedded, EmbedError> {
-        let manifest = self.encoder.manifest();
-        let geometry = PatchGeometry { field_of_view_um: manifest.field_of_view_um, size_px: manifest.input_size };
-        let slide_id = self.cache.map(|_| content_id(spots.slide)).transpose()?;
-        let cached = |mpp: f64| -> Result<Option<Embedded>, EmbedError> {
-            let (Some(cache), Some(slide_id)) = (self.cache, &slide_id) else { return Ok(None) };
-            let Some(hit) = cache.get(&cache_key(manifest, slide_id, &geometry, mpp, spots.centres))? else {
-                return Ok(None);
-            };
-            progress(spots.centres.len(), spots.centres.len());
-            let embeddings = Array2::from_shape_vec((hit.rows(), hit.dim()), hit.to_f32_vec())
-                .map_err(|e| EncoderError::Inference(format!("cache entry shape: {e}")))?;
-            Ok(Some(Embedded { embeddings, origin: Origin::Cache }))
-        };
+    /// Embeds the spots of a slide file as one group.
+    pub fn embed(&self, spots: &SlideSpots, progress: Progress) -> Result<Embedded, EmbedError> {
         // With the resolution given, a cache hit never opens (decodes) the slide.
-        if let Some(mpp) = spots.microns_per_pixel
-            && let Some(hit) = cached(mpp)?
+        let slide_id = self.cache.map(|_| content_id(spots.slide)).transpose()?;
+        if let (Some(mpp), Some(id)) = (spots.microns_per_pixel, &slide_id)
+            && let Some(hit) = self.cached(id, mpp, spots.centres)?
         {
+            let _ = progress(spots.centres.len(), spots.centres.len());
             return Ok(hit);
         }
         let slide = spahgc_slide::open(spots.slide)?;
@@ -92,21 +96,61 @@ impl SpotEmbedder<'_> {
             .microns_per_pixel
             .or_else(|| slide.microns_per_pixel())
             .ok_or_else(|| EmbedError::NoResolution(spots.slide.into()))?;
-        if spots.microns_per_pixel.is_none()
-            && let Some(hit) = cached(mpp)?
-        {
-            return Ok(hit);
+        let mut groups = self.embed_groups(slide.as_ref(), slide_id.as_deref(), mpp, &[spots.centres], progress)?;
+        Ok(groups.pop().expect("one group in, one out"))
+    }
+
+    /// Embeds each group of spots of an opened slide whose content id is `slide_id` (`None`:
+    /// not cached on disk). Groups in the cache are read from it; the others are encoded
+    /// together and stored, one cache entry per group.
+    pub fn embed_groups(
+        &self,
+        slide: &dyn Slide,
+        slide_id: Option<&str>,
+        microns_per_pixel: f64,
+        groups: &[&[(f64, f64)]],
+        progress: Progress,
+    ) -> Result<Vec<Embedded>, EmbedError> {
+        let mut found = Vec::with_capacity(groups.len());
+        for group in groups {
+            found.push(match slide_id {
+                Some(id) => self.cached(id, microns_per_pixel, group)?,
+                None => None,
+            });
         }
-        let mut embeddings = self.compute(slide.as_ref(), mpp, &geometry, spots.centres, progress)?;
-        if let (Some(cache), Some(slide_id)) = (self.cache, &slide_id) {
+        let missing: Vec<usize> = (0..groups.len()).filter(|&g| found[g].is_none()).collect();
+        let centres: Vec<(f64, f64)> = missing.iter().flat_map(|&g| groups[g].iter().copied()).collect();
+        if centres.is_empty() {
+            let _ = progress(0, 0);
+        } else {
+            let mut computed = self.compute(slide, microns_per_pixel, &centres, progress)?;
             if self.precision == Precision::F16 {
-                embeddings.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
+                computed.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
             }
-            let values = embeddings.as_slice().expect("freshly built arrays are contiguous");
-            let key = cache_key(manifest, slide_id, &geometry, mpp, spots.centres);
-            cache.put(&key, embeddings.nrows(), embeddings.ncols(), values, self.precision)?;
+            let mut start = 0;
+            for g in missing {
+                let rows = computed.slice_axis(Axis(0), (start..start + groups[g].len()).into()).to_owned();
+                start += groups[g].len();
+                if let (Some(cache), Some(id)) = (self.cache, slide_id) {
+                    let values = rows.as_slice().expect("freshly built arrays are contiguous");
+                    let key = cache_key(self.encoder.manifest(), id, microns_per_pixel, groups[g]);
+                    cache.put(&key, rows.nrows(), rows.ncols(), values, self.precision)?;
+                }
+                found[g] = Some(Embedded { embeddings: rows, origin: Origin::Computed });
+            }
         }
-        Ok(Embedded { embeddings, origin: Origin::Computed })
+        Ok(found.into_iter().map(|e| e.expect("every group found or computed")).collect())
+    }
+
+    /// The cached embeddings of `centres`, if any.
+    fn cached(&self, slide_id: &str, mpp: f64, centres: &[(f64, f64)]) -> Result<Option<Embedded>, EmbedError> {
+        let Some(cache) = self.cache else { return Ok(None) };
+        let Some(hit) = cache.get(&cache_key(self.encoder.manifest(), slide_id, mpp, centres))? else {
+            return Ok(None);
+        };
+        let embeddings = Array2::from_shape_vec((hit.rows(), hit.dim()), hit.to_f32_vec())
+            .map_err(|e| EncoderError::Inference(format!("cache entry shape: {e}")))?;
+        Ok(Some(Embedded { embeddings, origin: Origin::Cache }))
     }
 
     /// Cuts and encodes every spot, cutting batch n+1 while batch n is encoded.
@@ -114,12 +158,12 @@ impl SpotEmbedder<'_> {
         &self,
         slide: &dyn Slide,
         mpp: f64,
-        geometry: &PatchGeometry,
         centres: &[(f64, f64)],
-        progress: &dyn Fn(usize, usize),
+        progress: Progress,
     ) -> Result<Array2<f32>, EmbedError> {
         let encoder = self.encoder.get()?;
         let manifest = encoder.manifest();
+        let geometry = geometry(manifest);
         let batch = encoder.batch_size();
         let mut rows = Vec::with_capacity(centres.len() * manifest.embedding_dim);
         std::thread::scope(|scope| {
@@ -137,12 +181,15 @@ impl SpotEmbedder<'_> {
                 }
             });
             let mut done = 0;
+            // Returning early drops the receiver, which stops the cutting thread.
             for tensor in receive {
                 let tensor = tensor?;
                 let out = encoder.run(tensor.view())?;
                 rows.extend(out.embedding.iter());
                 done += tensor.dim().0;
-                progress(done, centres.len());
+                if progress(done, centres.len()).is_break() {
+                    return Err(EmbedError::Cancelled);
+                }
             }
             Ok::<(), EmbedError>(())
         })?;
@@ -151,13 +198,13 @@ impl SpotEmbedder<'_> {
     }
 }
 
-fn cache_key(
-    manifest: &EncoderManifest,
-    slide_id: &str,
-    geometry: &PatchGeometry,
-    mpp: f64,
-    centres: &[(f64, f64)],
-) -> CacheKey {
+/// How an encoder's patches are cut.
+fn geometry(manifest: &EncoderManifest) -> PatchGeometry {
+    PatchGeometry { field_of_view_um: manifest.field_of_view_um, size_px: manifest.input_size }
+}
+
+fn cache_key(manifest: &EncoderManifest, slide_id: &str, mpp: f64, centres: &[(f64, f64)]) -> CacheKey {
+    let geometry = geometry(manifest);
     CacheKey {
         encoder_sha256: manifest.onnx_sha256.to_ascii_lowercase(),
         slide_id: slide_id.into(),

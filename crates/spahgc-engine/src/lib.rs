@@ -1,23 +1,42 @@
 //! The prediction engine: a model bundle opened once, then expression predicted for spots of
-//! any slide — embedded through the on-disk cache, references retrieved from the bundle's bank,
-//! the heterogeneous graph built, and the SpaHGC network run.
+//! any slide — embedded through the caches, references retrieved from the bundle's bank, the
+//! heterogeneous graph built, and the SpaHGC network run.
 //!
-//! This is the one prediction path: `spahgc eval` scores exactly what [`Engine::predict_spots`]
-//! computes for the same spots (graph from [`GraphInputs::build`], network from
-//! [`SpaHgc::predict`]), then turns model outputs back into expression units.
+//! Three requests share one path ([`Engine::predict_spots`] for given centres, as `spahgc eval`
+//! scores them; [`Engine::predict_region`] for a slide file; [`Engine::predict_pixels`] for pixels
+//! a host holds): spots are looked up in an in-memory cache (embedding and retrieved references),
+//! the rest embedded through the on-disk cache, the graph built with [`GraphInputs`], the network
+//! run with [`SpaHgc::predict`], and outputs turned back into expression units.
+//!
+//! Regions are laid out on a slide-global grid whose pitch the bundle fixes, embedded in tiles of
+//! grid cells, and predicted with a margin of spots around them, so panning over a slide reuses
+//! spots and a spot's value does not depend on where a viewport ends.
 
 mod grid;
+mod memory;
+mod slides;
 
+use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use ndarray::{Array2, Axis};
+use spahgc_bank::Neighbour;
 use spahgc_bundle::{Bundle, BundleError};
 use spahgc_cache::{EmbeddingCache, Precision};
-use spahgc_embed::{SlideSpots, SpotEmbedder};
+use spahgc_embed::{EmbedError, Origin, SpotEmbedder};
 use spahgc_encoder::{EncoderOptions, LazyEncoder};
 use spahgc_model::{GraphInputs, ModelError, SpaHgc};
 
-pub use grid::{Region, RegionOptions};
+pub use grid::Region;
+pub use spahgc_slide::{PixelBuffer, PixelFormat};
+
+use grid::{Grid, GridSpots, MARGIN_SPOTS};
+use memory::{SpotEntry, SpotKey, SpotMemory};
+use slides::{OpenSlides, SlideContext};
 
 /// Errors of the engine, each naming what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -27,52 +46,155 @@ pub enum EngineError {
     #[error(transparent)]
     Encoder(#[from] spahgc_encoder::EncoderError),
     #[error(transparent)]
-    Embed(#[from] spahgc_embed::EmbedError),
+    Embed(EmbedError),
+    #[error(transparent)]
+    Bank(#[from] spahgc_bank::BankError),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
     Slide(#[from] spahgc_slide::SlideError),
+    /// A request that cannot be answered as asked (bad region, resolution, gene, size).
     #[error("{0}")]
     Input(String),
+    /// The request's cancellation flag was raised.
+    #[error("cancelled")]
+    Cancelled,
 }
 
-/// How the engine runs its encoder and where it caches embeddings.
-#[derive(Debug, Clone, Default)]
+impl From<EmbedError> for EngineError {
+    fn from(e: EmbedError) -> Self {
+        match e {
+            EmbedError::Cancelled => EngineError::Cancelled,
+            other => EngineError::Embed(other),
+        }
+    }
+}
+
+/// How the engine runs its encoder, where it caches embeddings, and how much one request may do.
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
+    /// Backend, device (CPU, CUDA, DirectML), batch size and threads of the encoder.
     pub encoder: EncoderOptions,
-    /// The embedding cache; `None`: no cache.
+    /// The on-disk embedding cache; `None`: no disk cache.
     pub cache: Option<EmbeddingCache>,
-    /// Precision of new cache entries.
+    /// Precision of new disk-cache entries.
     pub precision: Precision,
+    /// Spots kept in memory (embedding and retrieved references; about 5 KB each with a
+    /// 1280-wide encoder); 0 turns the memory cache off.
+    pub memory_spots: usize,
+    /// Most spots one request may hold, margin included: a larger region is refused before any
+    /// work rather than run out of memory (a spot costs roughly 20 KB while it is predicted).
+    pub max_spots: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            encoder: EncoderOptions::default(),
+            cache: None,
+            precision: Precision::default(),
+            memory_spots: 16_384,
+            max_spots: 50_000,
+        }
+    }
+}
+
+/// How a region becomes spots.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RegionOptions {
+    /// The level-0 rectangle to predict; `None`: the whole slide (or the whole pixel buffer).
+    pub region: Option<Region>,
+    /// Level-0 resolution; `None`: from the slide's metadata (required for pixel buffers).
+    pub microns_per_pixel: Option<f64>,
+    /// Skip spots on glass.
+    pub tissue_only: bool,
+}
+
+/// Per-request choices and controls.
+#[derive(Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// Genes to return, in this order; `None`: all the bundle's genes.
+    pub genes: Option<&'a [String]>,
+    /// Checked between encoder batches and between stages; raising it ends the request with
+    /// [`EngineError::Cancelled`].
+    pub cancel: Option<&'a AtomicBool>,
+    /// Told `(spots embedded, spots to embed)` after each encoder batch, on the calling thread.
+    pub progress: Option<&'a dyn Fn(usize, usize)>,
+}
+
+impl Request<'_> {
+    fn check_cancelled(&self) -> Result<(), EngineError> {
+        match self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            true => Err(EngineError::Cancelled),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Where a request's time went and where its spots came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestStats {
+    /// Spots in the graph (margin included).
+    pub spots: usize,
+    /// Graph spots found in the memory cache.
+    pub from_memory: usize,
+    /// Spots read from the disk cache (whole tiles).
+    pub from_disk: usize,
+    /// Spots run through the encoder (whole tiles).
+    pub encoded: usize,
+    /// Spots whose references were searched in the bank.
+    pub retrieved: usize,
+    /// Seconds embedding (memory, disk cache, cutting patches and the encoder).
+    pub embed_s: f64,
+    pub retrieval_s: f64,
+    pub graph_s: f64,
+    /// Seconds in the network and turning its output into expression.
+    pub head_s: f64,
+    pub total_s: f64,
 }
 
 /// Predicted expression for a list of spots.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Prediction {
     /// Genes, in column order.
     pub genes: Vec<String>,
     /// ln(1 + counts per 10k) (at least 0), spots × genes, in request order.
     pub expression: Array2<f32>,
+    pub stats: RequestStats,
 }
 
 /// Predicted expression for the grid spots of a slide region.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RegionPrediction {
     /// Spot ids: `<column>x<row>` of the slide-global grid.
     pub ids: Vec<String>,
     /// Spot centres in level-0 pixels.
     pub centres: Vec<(f64, f64)>,
+    /// Whether each spot is on tissue by the slide's tissue mask (always true with
+    /// `tissue_only`, which leaves out the others).
+    pub in_tissue: Vec<bool>,
     /// Spot diameter in level-0 pixels (half the grid pitch).
     pub diameter_px: f64,
+    /// Level-0 resolution the grid was laid at.
+    pub microns_per_pixel: f64,
     pub prediction: Prediction,
 }
 
 /// Refuses a resolution that is not a positive number of µm per pixel.
-fn check_resolution(slide: &Path, microns_per_pixel: f64) -> Result<(), EngineError> {
+fn check_resolution(source: &str, microns_per_pixel: f64) -> Result<(), EngineError> {
     if microns_per_pixel.is_finite() && microns_per_pixel > 0.0 {
         return Ok(());
     }
-    Err(EngineError::Input(format!("{}: µm per pixel must be positive, got {microns_per_pixel}", slide.display())))
+    Err(EngineError::Input(format!("{source}: µm per pixel must be positive, got {microns_per_pixel}")))
+}
+
+/// Spots to predict and the groups they are embedded in.
+struct Spots<'a> {
+    centres: &'a [(f64, f64)],
+    /// The group of each spot.
+    group_of: &'a [usize],
+    /// Spots embedded (and cached on disk) together; a group may hold spots not predicted.
+    groups: &'a [Vec<(f64, f64)>],
 }
 
 /// A model bundle ready to predict; `Send + Sync`, shareable across threads.
@@ -81,6 +203,9 @@ pub struct Engine {
     encoder: LazyEncoder,
     cache: Option<EmbeddingCache>,
     precision: Precision,
+    memory: SpotMemory,
+    slides: OpenSlides,
+    max_spots: u64,
 }
 
 impl Engine {
@@ -97,7 +222,15 @@ impl Engine {
                 config.embedding_dim
             )));
         }
-        Ok(Self { bundle, encoder, cache: options.cache, precision: options.precision })
+        Ok(Self {
+            bundle,
+            encoder,
+            cache: options.cache,
+            precision: options.precision,
+            memory: SpotMemory::new(options.memory_spots),
+            slides: OpenSlides::default(),
+            max_spots: options.max_spots,
+        })
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -127,33 +260,88 @@ impl Engine {
             .collect()
     }
 
-    /// Expression predicted for the grid spots of `region` of the slide at `slide` (default:
-    /// the whole slide). Margin spots around the region join the graph and are not returned;
-    /// with `options.tissue_only`, spots on glass are skipped.
+    /// The grid pitch at `microns_per_pixel`, in level-0 pixels.
+    fn pitch(&self, microns_per_pixel: f64) -> f64 {
+        self.bundle.manifest().grid.spot_pitch_um / microns_per_pixel
+    }
+
+    /// The rectangle a host should read for [`Engine::predict_pixels`] of `region` to equal
+    /// [`Engine::predict_region`] of it: the region, its margin spots and their patches.
+    pub fn pixel_context(&self, region: Region, microns_per_pixel: f64) -> Region {
+        let half_patch = self.encoder.manifest().field_of_view_um / microns_per_pixel / 2.0;
+        region.grown((MARGIN_SPOTS * self.pitch(microns_per_pixel) + half_patch + 1.0).ceil())
+    }
+
+    /// Expression predicted for the grid spots of a region of the slide file at `slide`.
+    /// Margin spots around the region join the graph and are not returned.
     pub fn predict_region(
         &self,
         slide: &Path,
-        region: Option<Region>,
-        options: RegionOptions,
+        options: &RegionOptions,
+        request: &Request,
     ) -> Result<RegionPrediction, EngineError> {
-        let opened = spahgc_slide::open(slide)?;
-        let pitch_um = self.bundle.manifest().grid.spot_pitch_um;
-        let grid = grid::grid_spots(opened.as_ref(), region, options, pitch_um)?;
-        let in_region: Vec<usize> = (0..grid.ids.len()).filter(|&i| grid.in_region[i]).collect();
-        if in_region.is_empty() || grid.centres.len() < 2 {
+        let context = self.slides.get(slide)?;
+        let source = format!("slide {}", slide.display());
+        let mpp = options
+            .microns_per_pixel
+            .or(context.slide.microns_per_pixel())
+            .ok_or_else(|| EngineError::Input(format!("{source} records no resolution: give its µm per pixel")))?;
+        self.predict_grid(&context, &source, mpp, options, request)
+    }
+
+    /// Expression predicted for the grid spots of pixels a host holds, whose top-left corner is
+    /// at `origin` (level-0 pixels). `options.region` defaults to the whole buffer;
+    /// `options.microns_per_pixel` is required. Only the buffer's pixels are seen: read
+    /// [`Engine::pixel_context`] of a region to predict it as [`Engine::predict_region`] would.
+    pub fn predict_pixels(
+        &self,
+        pixels: &PixelBuffer,
+        origin: (u64, u64),
+        options: &RegionOptions,
+        request: &Request,
+    ) -> Result<RegionPrediction, EngineError> {
+        let source = format!("the {} x {} pixel buffer at {},{}", pixels.width, pixels.height, origin.0, origin.1);
+        let mpp =
+            options.microns_per_pixel.ok_or_else(|| EngineError::Input(format!("{source}: give its µm per pixel")))?;
+        check_resolution(&source, mpp)?;
+        let context = SlideContext::of_buffer(pixels, origin)?;
+        self.predict_grid(&context, &source, mpp, options, request)
+    }
+
+    fn predict_grid(
+        &self,
+        context: &SlideContext,
+        source: &str,
+        mpp: f64,
+        options: &RegionOptions,
+        request: &Request,
+    ) -> Result<RegionPrediction, EngineError> {
+        check_resolution(source, mpp)?;
+        let mask = context.mask()?;
+        let grid = Grid {
+            bounds: context.bounds,
+            pitch: self.pitch(mpp),
+            mask: options.tissue_only.then_some(mask),
+            max_cells: self.max_spots,
+        };
+        let GridSpots { ids, centres, in_region, tile_of, tiles } = grid.spots(options.region, source)?;
+        let returned: Vec<usize> = (0..ids.len()).filter(|&i| in_region[i]).collect();
+        if returned.is_empty() || centres.len() < 2 {
             return Err(EngineError::Input(format!(
-                "the region of {} holds {} spots of the grid ({} with the margin); a graph needs at least two",
-                slide.display(),
-                in_region.len(),
-                grid.centres.len()
+                "the region of {source} holds {} spots of the grid ({} with the margin); a graph needs at least two",
+                returned.len(),
+                centres.len()
             )));
         }
-        let mut prediction = self.predict_spots(slide, Some(grid.microns_per_pixel), &grid.centres, None)?;
-        prediction.expression = prediction.expression.select(Axis(0), &in_region);
+        let spots = Spots { centres: &centres, group_of: &tile_of, groups: &tiles };
+        let mut prediction = self.predict(context, mpp, &spots, None, request)?;
+        prediction.expression = prediction.expression.select(Axis(0), &returned);
         Ok(RegionPrediction {
-            ids: in_region.iter().map(|&i| grid.ids[i].clone()).collect(),
-            centres: in_region.iter().map(|&i| grid.centres[i]).collect(),
-            diameter_px: grid.diameter_px,
+            ids: returned.iter().map(|&i| ids[i].clone()).collect(),
+            centres: returned.iter().map(|&i| centres[i]).collect(),
+            in_tissue: returned.iter().map(|&i| grid::on_tissue(mask, centres[i], grid.pitch)).collect(),
+            diameter_px: grid.pitch / 2.0,
+            microns_per_pixel: mpp,
             prediction,
         })
     }
@@ -167,22 +355,146 @@ impl Engine {
         microns_per_pixel: Option<f64>,
         centres: &[(f64, f64)],
         exclude_section: Option<&str>,
+        request: &Request,
     ) -> Result<Prediction, EngineError> {
-        if let Some(mpp) = microns_per_pixel {
-            check_resolution(slide, mpp)?;
+        let source = format!("slide {}", slide.display());
+        if centres.len() as u64 > self.max_spots {
+            return Err(EngineError::Input(format!(
+                "{} spots of {source} requested, more than the {} one request may hold",
+                centres.len(),
+                self.max_spots
+            )));
         }
-        let embedder = SpotEmbedder { encoder: &self.encoder, cache: self.cache.as_ref(), precision: self.precision };
-        let spots = SlideSpots { slide, microns_per_pixel, centres };
-        let embedded = embedder.embed(&spots, &|_, _| {})?;
+        if let Some(mpp) = microns_per_pixel {
+            check_resolution(&source, mpp)?;
+        }
+        let context = self.slides.get(slide)?;
+        let mpp = microns_per_pixel
+            .or(context.slide.microns_per_pixel())
+            .ok_or_else(|| EngineError::Input(format!("{source} records no resolution: give its µm per pixel")))?;
+        let groups = [centres.to_vec()];
+        let spots = Spots { centres, group_of: &vec![0; centres.len()], groups: &groups };
+        self.predict(&context, mpp, &spots, exclude_section, request)
+    }
+
+    /// The one prediction path.
+    fn predict(
+        &self,
+        context: &SlideContext,
+        mpp: f64,
+        spots: &Spots,
+        exclude_section: Option<&str>,
+        request: &Request,
+    ) -> Result<Prediction, EngineError> {
+        let start = Instant::now();
         let model: &SpaHgc = self.bundle.model();
         let config = model.config();
-        let graph =
-            GraphInputs::build(centres, embedded.embeddings.view(), self.bundle.bank(), exclude_section, config.graph)?;
+        let columns = match request.genes {
+            Some(genes) => self.gene_columns(genes)?,
+            None => (0..config.genes.len()).collect(),
+        };
+        let mut stats = RequestStats { spots: spots.centres.len(), ..Default::default() };
+
+        let entries = self.embed(context, mpp, spots, request, &mut stats)?;
+        stats.embed_s = start.elapsed().as_secs_f64();
+        request.check_cancelled()?;
+
+        let t = Instant::now();
+        let dim = config.embedding_dim;
+        let mut embeddings = Array2::zeros((entries.len(), dim));
+        for (mut row, entry) in embeddings.rows_mut().into_iter().zip(&entries) {
+            row.assign(&ndarray::ArrayView1::from(&entry.embedding[..]));
+        }
+        let bank = self.bundle.bank();
+        let hits: Vec<Vec<Neighbour>> = match exclude_section {
+            Some(_) => {
+                stats.retrieved = entries.len();
+                bank.top_k(embeddings.view(), config.graph.top_k, exclude_section)?
+            }
+            None => {
+                let needed: Vec<usize> =
+                    (0..entries.len()).filter(|&i| entries[i].neighbours.get().is_none()).collect();
+                stats.retrieved = needed.len();
+                let found = bank.top_k(embeddings.select(Axis(0), &needed).view(), config.graph.top_k, None)?;
+                for (&i, neighbours) in needed.iter().zip(found) {
+                    // Another request may have stored the same result meanwhile.
+                    let _ = entries[i].neighbours.set(neighbours);
+                }
+                entries.iter().map(|e| e.neighbours.get().cloned().unwrap_or_default()).collect()
+            }
+        };
+        stats.retrieval_s = t.elapsed().as_secs_f64();
+        request.check_cancelled()?;
+
+        let t = Instant::now();
+        let graph = GraphInputs::build_from_hits(spots.centres, embeddings.view(), &hits, bank, config.graph)?;
+        stats.graph_s = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
         let mut expression = model.predict(&graph)?;
         config.normalisation.invert(&mut expression).map_err(|e| EngineError::Input(e.to_string()))?;
         // ln(1 + counts per 10k) is never negative; a scaled output below the training minimum
         // can map below zero.
         expression.mapv_inplace(|v| v.max(0.0));
-        Ok(Prediction { genes: config.genes.clone(), expression })
+        let expression = expression.select(Axis(1), &columns);
+        stats.head_s = t.elapsed().as_secs_f64();
+        stats.total_s = start.elapsed().as_secs_f64();
+        let genes = columns.iter().map(|&c| config.genes[c].clone()).collect();
+        Ok(Prediction { genes, expression, stats })
+    }
+
+    /// Each spot's cache entry: from memory, else its group from the disk cache or the encoder.
+    fn embed(
+        &self,
+        context: &SlideContext,
+        mpp: f64,
+        spots: &Spots,
+        request: &Request,
+        stats: &mut RequestStats,
+    ) -> Result<Vec<Arc<SpotEntry>>, EngineError> {
+        let keys: Vec<SpotKey> = spots.centres.iter().map(|&c| SpotKey::new(&context.id, mpp, c)).collect();
+        let mut entries: Vec<Option<Arc<SpotEntry>>> = keys.iter().map(|k| self.memory.get(k)).collect();
+        stats.from_memory = entries.iter().flatten().count();
+        let missing: BTreeSet<usize> =
+            (0..keys.len()).filter(|&i| entries[i].is_none()).map(|i| spots.group_of[i]).collect();
+        if missing.is_empty() {
+            return Ok(entries.into_iter().flatten().collect());
+        }
+        let groups: Vec<&[(f64, f64)]> = missing.iter().map(|&g| spots.groups[g].as_slice()).collect();
+        let disk = if context.on_disk { self.cache.as_ref() } else { None };
+        let embedder = SpotEmbedder { encoder: &self.encoder, cache: disk, precision: self.precision };
+        let progress = |done, total| {
+            if let Some(report) = request.progress {
+                report(done, total);
+            }
+            match request.check_cancelled() {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        };
+        let slide_id = disk.map(|_| &*context.id);
+        let embedded = embedder.embed_groups(context.slide.as_ref(), slide_id, mpp, &groups, &progress)?;
+        let mut fresh = HashMap::new();
+        for (group, found) in groups.iter().zip(embedded) {
+            match found.origin {
+                Origin::Cache => stats.from_disk += group.len(),
+                Origin::Computed => stats.encoded += group.len(),
+            }
+            for (&centre, row) in group.iter().zip(found.embeddings.rows()) {
+                let entry = Arc::new(SpotEntry { embedding: row.to_vec().into(), neighbours: Default::default() });
+                let key = SpotKey::new(&context.id, mpp, centre);
+                self.memory.insert(key.clone(), entry.clone());
+                fresh.insert(key, entry);
+            }
+        }
+        keys.iter()
+            .zip(entries.iter_mut())
+            .map(|(key, entry)| {
+                entry
+                    .take()
+                    .or_else(|| fresh.get(key).cloned())
+                    .ok_or_else(|| EngineError::Input(format!("spot {key:?} is in no group embedded (an engine bug)")))
+            })
+            .collect()
     }
 }

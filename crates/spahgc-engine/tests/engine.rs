@@ -1,75 +1,57 @@
-//! The engine on real data: a small bundle trained on her2st C2 and C4, predicting C3.
+//! The engine on real data: the small test bundle (trained on her2st C2 and C4) predicting C3
+//! and regions of a whole-slide image.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::Array2;
-use spahgc_bank::{BankSection, ReferenceBank, build_bank};
-use spahgc_bundle::{BundleSource, Grid, write_bundle};
 use spahgc_cache::Precision;
-use spahgc_core::{GenePanel, Normalisation, Section};
-use spahgc_embed::{SlideSpots, SpotEmbedder};
-use spahgc_encoder::{Device, EncoderOptions, LazyEncoder};
-use spahgc_engine::{Engine, EngineOptions, Region, RegionOptions};
-use spahgc_model::{GraphInputs, ModelSettings, fit};
+use spahgc_core::Section;
+use spahgc_encoder::{Device, EncoderOptions};
+use spahgc_engine::{Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, Request};
+use spahgc_model::GraphInputs;
+use spahgc_slide::Rect;
 
-fn embed(encoder: &LazyEncoder, section: &Section) -> Array2<f32> {
-    let centres = section.centres();
-    let spots = SlideSpots {
-        slide: section.image.as_ref().unwrap(),
-        microns_per_pixel: section.microns_per_pixel,
-        centres: &centres,
-    };
-    SpotEmbedder { encoder, cache: None, precision: Precision::F32 }.embed(&spots, &|_, _| {}).unwrap().embeddings
+/// The shared test bundle (trained on her2st C2 and C4) and section C3, which it has not seen.
+fn bundle() -> Option<(PathBuf, Section)> {
+    let dir = spahgc_testbundle::small()?;
+    let c3 = spahgc_datasets::her2st::load(&spahgc_testdata::shared("her2st")?, "C3").unwrap();
+    Some((dir, c3))
 }
 
-/// A bundle of a small SpaHGC trained on C2 and C4, written to `dir`; and section C3.
-fn bundle(dir: &Path) -> Option<(std::path::PathBuf, Section, Array2<f32>)> {
-    let data = spahgc_testdata::shared("her2st")?;
-    let encoder_dir = spahgc_testdata::default_encoder()?;
-    let options = EncoderOptions { device: Device::Cpu, ..Default::default() };
-    let encoder = LazyEncoder::open(&encoder_dir, options).unwrap();
-    let load = |name| spahgc_datasets::her2st::load(&data, name).unwrap();
-    let (train, c3) = (vec![load("C2"), load("C4")], load("C3"));
-    let embeddings: Vec<Array2<f32>> = train.iter().map(|s| embed(&encoder, s)).collect();
-    let inputs: Vec<BankSection> =
-        train.iter().zip(&embeddings).map(|(section, e)| BankSection { section, embeddings: e.view() }).collect();
-    let panel = GenePanel::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../panels/her2st-250.txt")).unwrap();
-    let bank_path = dir.join("bank.spb");
-    build_bank(&bank_path, &inputs, &panel.genes, Normalisation::MinMax, "").unwrap();
-    let bank = ReferenceBank::open(&bank_path).unwrap();
-    let mut settings = ModelSettings::default();
-    (settings.architecture.hidden, settings.architecture.layers, settings.training.epochs) = (32, 1, 2);
-    let model = fit(&inputs, &bank, &settings, &mut |_| {}).unwrap();
-    let out = dir.join("bundle");
-    let source = BundleSource {
-        name: "test".into(),
-        model: &model,
-        bank: &bank_path,
-        encoder: &encoder_dir,
-        grid: Grid { spot_pitch_um: 200.0 },
-        licence: "test".into(),
-        provenance: "test".into(),
-    };
-    write_bundle(&out, &source).unwrap();
-    let c3_embeddings = embed(&encoder, &c3);
-    Some((out, c3, c3_embeddings))
+fn options(cache: Option<&Path>) -> EngineOptions {
+    EngineOptions {
+        encoder: EncoderOptions { device: Device::Cpu, ..Default::default() },
+        cache: cache.map(|dir| spahgc_cache::EmbeddingCache::open(dir, 1 << 30).unwrap()),
+        precision: Precision::F32,
+        ..Default::default()
+    }
 }
+
+fn max_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    (a - b).iter().fold(0f32, |m, d| m.max(d.abs()))
+}
+
+fn cmu() -> PathBuf {
+    spahgc_testdata::shared("wsi").unwrap().join("cmu_small_region.svs")
+}
+
+const ALL: Request = Request { genes: None, cancel: None, progress: None };
 
 #[test]
 fn the_engine_predicts_what_evaluation_scores_from_any_thread() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((dir, c3, c3_embeddings)) = bundle(tmp.path()) else { return };
-    let options = EngineOptions {
-        encoder: EncoderOptions { device: Device::Cpu, ..Default::default() },
-        cache: Some(spahgc_cache::EmbeddingCache::open(&tmp.path().join("cache"), 1 << 30).unwrap()),
-        precision: Precision::F32,
-    };
-    let engine = Engine::open(&dir, options).unwrap();
+    let Some((dir, c3)) = bundle() else { return };
+    let encoder = spahgc_testbundle::cpu_encoder(&spahgc_testdata::default_encoder().unwrap());
+    let c3_embeddings = spahgc_testbundle::embed(&encoder, &c3);
+    let engine = Engine::open(&dir, options(Some(&tmp.path().join("cache")))).unwrap();
     let slide = c3.image.clone().unwrap();
     let centres = c3.centres();
-    let predicted = engine.predict_spots(&slide, c3.microns_per_pixel, &centres, None).unwrap();
+    let predicted = engine.predict_spots(&slide, c3.microns_per_pixel, &centres, None, &ALL).unwrap();
     assert_eq!(predicted.expression.dim(), (c3.spots.len(), 250));
     assert_eq!(predicted.genes, engine.genes());
+    assert_eq!((predicted.stats.encoded, predicted.stats.retrieved), (c3.spots.len(), c3.spots.len()));
 
     // The evaluation path: the same graph and network on the same embeddings, then back to
     // expression units.
@@ -79,46 +61,191 @@ fn the_engine_predicts_what_evaluation_scores_from_any_thread() {
     let mut expected = model.predict(&graph).unwrap();
     model.config().normalisation.invert(&mut expected).unwrap();
     expected.mapv_inplace(|v| v.max(0.0));
-    let diff = (&predicted.expression - &expected).iter().fold(0f32, |m, d| m.max(d.abs()));
+    let diff = max_diff(&predicted.expression, &expected);
     assert!(diff <= 1e-4, "max abs difference {diff}");
 
-    // Four threads predicting overlapping spot sets get what sequential calls get.
-    let parts: Vec<&[(f64, f64)]> = (0..4).map(|i| &centres[i * 30..i * 30 + 90]).collect();
-    let sequential: Vec<_> =
-        parts.iter().map(|p| engine.predict_spots(&slide, c3.microns_per_pixel, p, None).unwrap()).collect();
+    // Again: every spot comes from memory, embedding and references alike.
+    let warm = engine.predict_spots(&slide, c3.microns_per_pixel, &centres, None, &ALL).unwrap();
+    assert_eq!((warm.stats.encoded, warm.stats.from_disk, warm.stats.retrieved), (0, 0, 0));
+    assert_eq!(warm.stats.from_memory, c3.spots.len());
+    assert_eq!(warm.expression, predicted.expression);
+    // A new engine on the same disk cache encodes nothing either.
+    let reopened = Engine::open(&dir, options(Some(&tmp.path().join("cache")))).unwrap();
+    let from_disk = reopened.predict_spots(&slide, c3.microns_per_pixel, &centres, None, &ALL).unwrap();
+    assert_eq!((from_disk.stats.encoded, from_disk.stats.from_disk), (0, c3.spots.len()));
+    assert_eq!(from_disk.expression, predicted.expression);
+
+    // Four threads predicting overlapping regions of the her2st image on one cold engine get
+    // what sequential calls on another get.
+    let regions: Vec<RegionOptions> = (0..4)
+        .map(|i| RegionOptions {
+            region: Some(Region { x: 2000.0 + 600.0 * f64::from(i), y: 2500.0, width: 2500.0, height: 2000.0 }),
+            microns_per_pixel: c3.microns_per_pixel,
+            tissue_only: true,
+        })
+        .collect();
+    let sequential: Vec<_> = regions.iter().map(|r| reopened.predict_region(&slide, r, &ALL).unwrap()).collect();
+    let concurrent_engine = Engine::open(&dir, options(None)).unwrap();
     let concurrent: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
+        let handles: Vec<_> = regions
             .iter()
-            .map(|p| scope.spawn(|| engine.predict_spots(&slide, c3.microns_per_pixel, p, None).unwrap()))
+            .map(|r| scope.spawn(|| concurrent_engine.predict_region(&slide, r, &ALL).unwrap()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(concurrent, sequential);
+    for (c, s) in concurrent.iter().zip(&sequential) {
+        assert_eq!((&c.ids, &c.centres), (&s.ids, &s.centres));
+        let diff = max_diff(&c.prediction.expression, &s.prediction.expression);
+        assert!(diff <= 1e-4, "max abs difference {diff}");
+    }
+}
 
-    // A region of a whole-slide image: the grid spots inside it, predicted with their margin.
-    let wsi = spahgc_testdata::shared("wsi").unwrap().join("cmu_small_region.svs");
+#[test]
+fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((dir, _)) = bundle() else { return };
+    let engine = Engine::open(&dir, options(Some(&tmp.path().join("cache")))).unwrap();
+    let wsi = cmu();
     let region = Region { x: 400.0, y: 400.0, width: 1000.0, height: 800.0 };
-    let all = RegionOptions { microns_per_pixel: None, tissue_only: false };
-    let r = engine.predict_region(&wsi, Some(region), all).unwrap();
+    let keep_all = RegionOptions { region: Some(region), microns_per_pixel: None, tissue_only: false };
+    let progress = std::sync::Mutex::new(Vec::new());
+    let report = |done, total| progress.lock().unwrap().push((done, total));
+    let r = engine.predict_region(&wsi, &keep_all, &Request { progress: Some(&report), ..ALL }).unwrap();
     // A 200 µm pitch at 0.499 µm/px: centres every 401 px from 200; 601 and 1002 lie inside.
     assert_eq!(r.ids, ["1x1", "2x1", "1x2", "2x2"]);
     assert_eq!(r.prediction.expression.dim(), (4, 250));
     assert!(r.centres.iter().all(|&(x, y)| (400.0..1400.0).contains(&x) && (400.0..1200.0).contains(&y)));
-    let tissue = engine.predict_region(&wsi, None, RegionOptions { tissue_only: true, ..all }).unwrap();
-    let whole = engine.predict_region(&wsi, None, all).unwrap();
-    assert!(tissue.ids.len() < whole.ids.len() && tissue.ids.iter().all(|id| whole.ids.contains(id)));
-    let outside = Region { x: -1.0, ..region };
-    let err = engine.predict_region(&wsi, Some(outside), all).unwrap_err().to_string();
-    assert!(err.contains("outside the 2220 x 2967 px slide"), "{err}");
+    let progress = progress.into_inner().unwrap();
+    let encoded = r.prediction.stats.encoded;
+    assert!(encoded > r.prediction.stats.spots, "whole tiles are embedded: {encoded}");
+    assert_eq!(progress.last(), Some(&(encoded, encoded)), "{progress:?}");
 
-    // Bad input is named.
-    let err = engine.predict_spots(&slide, Some(-1.0), &centres, None).unwrap_err().to_string();
-    assert!(err.contains("must be positive, got -1"), "{err}");
-    let err = engine.predict_spots(&slide, Some(f64::NAN), &centres, None).unwrap_err().to_string();
-    assert!(err.contains("must be positive"), "{err}");
-    let err = engine.predict_spots(&slide, c3.microns_per_pixel, &centres[..1], None).unwrap_err().to_string();
-    assert!(err.contains("at least two spots"), "{err}");
+    // The same spots given as centres, margin included: one prediction path.
+    let spots_of_graph = {
+        let pitch = 200.0 / 0.499;
+        let cells: Vec<(f64, f64)> = (0..5)
+            .flat_map(|j| (0..5).map(move |i| ((f64::from(i) + 0.5) * pitch, (f64::from(j) + 0.5) * pitch)))
+            .collect();
+        cells
+    };
+    assert_eq!(r.prediction.stats.spots, spots_of_graph.len(), "two margin spots on each side, clipped at 0");
+    let by_centres = engine.predict_spots(&wsi, None, &spots_of_graph, None, &ALL).unwrap();
+    for (row, centre) in r.centres.iter().enumerate() {
+        let at = spots_of_graph.iter().position(|c| (c.0 - centre.0).abs() < 1e-9 && (c.1 - centre.1).abs() < 1e-9);
+        let diff = (&by_centres.expression.row(at.unwrap()) - &r.prediction.expression.row(row))
+            .iter()
+            .fold(0f32, |m, d| m.max(d.abs()));
+        assert!(diff <= 1e-4, "{centre:?}: {diff}");
+    }
+
+    // The host reads the region's context itself and hands over the pixels, in any format.
+    let mpp = r.microns_per_pixel;
+    let context = engine.pixel_context(region, mpp);
+    let slide = spahgc_slide::open(&wsi).unwrap();
+    let (w, h) = slide.dimensions();
+    let (x0, y0) = (context.x.max(0.0) as u64, context.y.max(0.0) as u64);
+    let (x1, y1) = (((context.x + context.width) as u64).min(w), ((context.y + context.height) as u64).min(h));
+    let rect = Rect { x: x0 as i64, y: y0 as i64, width: x1 - x0, height: y1 - y0 };
+    let rgb = spahgc_slide::read_region(slide.as_ref(), rect, rect.width as u32, rect.height as u32).unwrap();
+    let on_pixels = RegionOptions { microns_per_pixel: Some(mpp), ..keep_all };
+    // BGRA as OpenSlide returns it, rows padded to twice their length: the stride counts.
+    let stride = 8 * rect.width as usize;
+    let mut bgra = vec![0u8; stride * rect.height as usize];
+    for (y, row) in rgb.rows().enumerate() {
+        for (x, p) in row.enumerate() {
+            bgra[y * stride + 4 * x..][..4].copy_from_slice(&[p[2], p[1], p[0], 255]);
+        }
+    }
+    let (width, height) = rgb.dimensions();
+    let pixels = PixelBuffer { pixels: &bgra, width, height, stride, format: PixelFormat::Bgra8Premultiplied };
+    let p = engine.predict_pixels(&pixels, (x0, y0), &on_pixels, &ALL).unwrap();
+    assert_eq!((&p.ids, &p.centres), (&r.ids, &r.centres));
+    let diff = max_diff(&p.prediction.expression, &r.prediction.expression);
+    assert!(diff <= 1e-4, "pixels vs slide: {diff}");
+
+    // The tissue mask leaves out glass; a warm request does no encoder or retrieval work.
+    let whole = RegionOptions { region: None, ..keep_all };
+    let tissue = engine.predict_region(&wsi, &RegionOptions { tissue_only: true, ..whole }, &ALL).unwrap();
+    let all = engine.predict_region(&wsi, &whole, &ALL).unwrap();
+    assert!(tissue.ids.len() < all.ids.len() && tissue.ids.iter().all(|id| all.ids.contains(id)));
+    assert!(tissue.in_tissue.iter().all(|&t| t) && all.in_tissue.iter().any(|&t| !t));
+    let again = engine.predict_region(&wsi, &whole, &ALL).unwrap();
+    assert_eq!((again.prediction.stats.encoded, again.prediction.stats.retrieved), (0, 0));
+    assert_eq!(again.prediction.expression, all.prediction.expression);
+
+    // A subset of genes, in the order asked.
+    let genes = ["CD74".to_string(), "ERBB2".to_string()];
+    let subset = engine.predict_region(&wsi, &keep_all, &Request { genes: Some(&genes), ..ALL }).unwrap();
+    assert_eq!(subset.prediction.genes, genes);
+    let columns = engine.gene_columns(&genes).unwrap();
+    assert_eq!(subset.prediction.expression, r.prediction.expression.select(ndarray::Axis(1), &columns));
+}
+
+#[test]
+fn bad_requests_are_named_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((dir, c3)) = bundle() else { return };
+    let engine = Engine::open(&dir, EngineOptions { max_spots: 30, ..options(None) }).unwrap();
+    let wsi = cmu();
+    let slide = c3.image.clone().unwrap();
+    let centres = c3.centres();
+    let err = |r: Result<_, EngineError>| r.map(|_: ()| ()).unwrap_err().to_string();
+    let region = |x, y, width, height| RegionOptions {
+        region: Some(Region { x, y, width, height }),
+        microns_per_pixel: None,
+        tissue_only: false,
+    };
+    let on_slide = |options: &RegionOptions| err(engine.predict_region(&wsi, options, &ALL).map(drop));
+    let e = on_slide(&region(-1.0, 0.0, 500.0, 500.0));
+    assert!(e.contains("outside slide") && e.contains("(0,0,2220,2967)"), "{e}");
+    assert!(on_slide(&region(0.0, 0.0, 0.0, 500.0)).contains("empty"));
+    assert!(on_slide(&region(0.0, 0.0, -5.0, 500.0)).contains("empty"));
+    assert!(on_slide(&region(0.0, 0.0, f64::NAN, 500.0)).contains("empty"));
+    let e = on_slide(&region(0.0, 0.0, 2220.0, 2967.0));
+    assert!(e.contains("covers 42 grid cells") && e.contains("more than the 30"), "{e}");
+    let e = on_slide(&RegionOptions { microns_per_pixel: Some(0.0), ..region(0.0, 0.0, 500.0, 500.0) });
+    assert!(e.contains("must be positive, got 0"), "{e}");
+    let e = err(engine.predict_spots(&slide, Some(f64::NAN), &centres[..20], None, &ALL).map(drop));
+    assert!(e.contains("must be positive, got NaN"), "{e}");
+    let e = err(engine.predict_spots(&slide, c3.microns_per_pixel, &centres, None, &ALL).map(drop));
+    assert!(e.contains("180 spots") && e.contains("more than the 30"), "{e}");
+    let e = err(engine.predict_spots(&slide, c3.microns_per_pixel, &centres[..1], None, &ALL).map(drop));
+    assert!(e.contains("at least two spots"), "{e}");
     let missing = tmp.path().join("no-such-slide.svs");
-    let err = engine.predict_spots(&missing, Some(0.5), &centres, None).unwrap_err().to_string();
-    assert!(err.contains("no-such-slide.svs"), "{err}");
+    let e = err(engine.predict_spots(&missing, Some(0.5), &centres[..20], None, &ALL).map(drop));
+    assert!(e.contains("no-such-slide.svs"), "{e}");
+    let unreadable = tmp.path().join("text.svs");
+    std::fs::write(&unreadable, "not a slide").unwrap();
+    let e = err(engine.predict_region(&unreadable, &region(0.0, 0.0, 10.0, 10.0), &ALL).map(drop));
+    assert!(e.contains("text.svs"), "{e}");
+    let genes = ["ERBB2".to_string(), "NOPE".to_string()];
+    let e = err(engine
+        .predict_region(&wsi, &region(400.0, 400.0, 800.0, 800.0), &Request { genes: Some(&genes), ..ALL })
+        .map(drop));
+    assert!(e.contains("gene NOPE is not among the 250 genes"), "{e}");
+
+    // Pixel buffers: geometry checked before anything else, resolution required.
+    let pixels = vec![255u8; 64 * 64 * 4];
+    let buffer = PixelBuffer { pixels: &pixels, width: 64, height: 64, stride: 255, format: PixelFormat::Rgba8 };
+    let mpp = RegionOptions { microns_per_pixel: Some(0.5), ..Default::default() };
+    let e = err(engine.predict_pixels(&buffer, (0, 0), &mpp, &ALL).map(drop));
+    assert!(e.contains("stride 255 bytes is less than a row of 64 Rgba8 pixels (256 bytes)"), "{e}");
+    let short = PixelBuffer { pixels: &pixels[..1000], stride: 256, ..buffer };
+    assert!(err(engine.predict_pixels(&short, (0, 0), &mpp, &ALL).map(drop)).contains("1000 bytes"));
+    let fine = PixelBuffer { stride: 256, ..buffer };
+    let e = err(engine.predict_pixels(&fine, (0, 0), &RegionOptions::default(), &ALL).map(drop));
+    assert!(e.contains("give its µm per pixel"), "{e}");
+    let e = err(engine
+        .predict_pixels(&fine, (0, 0), &RegionOptions { microns_per_pixel: Some(-2.0), ..mpp }, &ALL)
+        .map(drop));
+    assert!(e.contains("must be positive, got -2"), "{e}");
+
+    // A raised cancellation flag ends the request between batches.
+    let cancel = AtomicBool::new(true);
+    let e = engine.predict_region(&wsi, &region(400.0, 400.0, 800.0, 800.0), &Request { cancel: Some(&cancel), ..ALL });
+    assert!(matches!(e, Err(EngineError::Cancelled)));
+    cancel.store(false, Ordering::Relaxed);
+    engine
+        .predict_region(&wsi, &region(400.0, 400.0, 800.0, 800.0), &Request { cancel: Some(&cancel), ..ALL })
+        .unwrap();
 }

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use ndarray::{Array2, ArrayView2, Axis, concatenate};
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
-use spahgc_bank::ReferenceBank;
+use spahgc_bank::{Neighbour, ReferenceBank};
 
-use crate::{GraphError, knn_edges, spatial_edges, spot_pitch};
+use crate::{GraphError, knn_edges, knn_edges_by, spatial_edges, spot_pitch};
 
 /// The graph rules' parameters (SpaHGC's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,17 @@ pub struct GraphParams {
 impl Default for GraphParams {
     fn default() -> Self {
         Self { radius_factor: 1.5, max_neighbours: 5, top_k: 7, reference_knn: 3 }
+    }
+}
+
+impl GraphParams {
+    /// Refuses counts of zero and a radius that is not a positive number.
+    fn check(&self) -> Result<(), GraphError> {
+        if self.top_k == 0 || self.max_neighbours == 0 || !(self.radius_factor.is_finite() && self.radius_factor > 0.0)
+        {
+            return Err(GraphError::Input(format!("parameters must be positive, got {self:?}")));
+        }
+        Ok(())
     }
 }
 
@@ -47,9 +58,7 @@ pub struct HeteroGraph {
 impl HeteroGraph {
     /// Reference node features: bank embedding followed by normalised expression, nodes × (D + G).
     pub fn reference_features(&self, bank: &ReferenceBank) -> Array2<f32> {
-        let rows = |a: ArrayView2<f32>| a.select(Axis(0), &self.reference_rows);
-        concatenate(Axis(1), &[rows(bank.embeddings()).view(), rows(bank.expression()).view()])
-            .expect("bank arrays have one row per spot")
+        bank.features(&self.reference_rows)
     }
 }
 
@@ -62,22 +71,10 @@ pub fn build_graph(
     exclude_section: Option<&str>,
     params: GraphParams,
 ) -> Result<HeteroGraph, GraphError> {
-    let n = centres.len();
-    if embeddings.nrows() != n {
-        return Err(GraphError::Input(format!("{} embeddings for {n} spots", embeddings.nrows())));
+    if embeddings.nrows() != centres.len() {
+        return Err(GraphError::Input(format!("{} embeddings for {} spots", embeddings.nrows(), centres.len())));
     }
-    if params.top_k == 0
-        || params.max_neighbours == 0
-        || !(params.radius_factor.is_finite() && params.radius_factor > 0.0)
-    {
-        return Err(GraphError::Input(format!("parameters must be positive, got {params:?}")));
-    }
-    let Some(pitch) = spot_pitch(centres) else {
-        return Err(GraphError::Input(format!(
-            "a graph needs at least two spots at distinct positions, got {n} spot(s)"
-        )));
-    };
-    let target_edges = spatial_edges(centres, params.radius_factor * pitch, params.max_neighbours);
+    params.check()?;
     let hits = bank.top_k(embeddings, params.top_k, exclude_section)?;
     if hits.iter().any(Vec::is_empty) {
         return Err(GraphError::Input(format!(
@@ -85,6 +82,34 @@ pub fn build_graph(
             exclude_section.unwrap_or("(none)")
         )));
     }
+    build_graph_from_hits(centres, &hits, bank, params)
+}
+
+/// Builds the graph for targets at `centres` whose references were already retrieved: `hits`
+/// holds each target's [`ReferenceBank::top_k`] result (best first, `params.top_k` of them).
+pub fn build_graph_from_hits(
+    centres: &[(f64, f64)],
+    hits: &[Vec<Neighbour>],
+    bank: &ReferenceBank,
+    params: GraphParams,
+) -> Result<HeteroGraph, GraphError> {
+    let n = centres.len();
+    if hits.len() != n {
+        return Err(GraphError::Input(format!("retrieval results for {} targets, {n} spots", hits.len())));
+    }
+    params.check()?;
+    let Some(pitch) = spot_pitch(centres) else {
+        return Err(GraphError::Input(format!(
+            "a graph needs at least two spots at distinct positions, got {n} spot(s)"
+        )));
+    };
+    if let Some(target) = hits.iter().position(Vec::is_empty) {
+        return Err(GraphError::Input(format!("target {target} has no reference spot to retrieve")));
+    }
+    if let Some(bad) = hits.iter().flatten().find(|hit| hit.index >= bank.len()) {
+        return Err(GraphError::Input(format!("reference row {} is outside the {}-spot bank", bad.index, bank.len())));
+    }
+    let target_edges = spatial_edges(centres, params.radius_factor * pitch, params.max_neighbours);
     let mut node_of: HashMap<usize, u32> = HashMap::new();
     let mut reference_rows = Vec::new();
     let mut refer_edges = Vec::with_capacity(n * params.top_k);
@@ -105,7 +130,11 @@ pub fn build_graph(
         refer_edges,
         reference_edges: Vec::new(),
     };
-    graph.reference_edges = knn_edges(graph.reference_features(bank).view(), params.reference_knn)?;
+    let rows = &graph.reference_rows;
+    graph.reference_edges = match bank.feature_distances() {
+        Some(d) => knn_edges_by(rows.len(), params.reference_knn, |a, b| d[[rows[a], rows[b]]]),
+        None => knn_edges(graph.reference_features(bank).view(), params.reference_knn)?,
+    };
     Ok(graph)
 }
 

@@ -17,8 +17,8 @@
 mod build;
 mod edges;
 
-pub use build::{GraphParams, HeteroGraph, build_graph};
-pub use edges::{knn_edges, spatial_edges, spot_pitch};
+pub use build::{GraphParams, HeteroGraph, build_graph, build_graph_from_hits};
+pub use edges::{knn_edges, knn_edges_by, spatial_edges, spot_pitch};
 
 /// Errors raised while building a graph.
 #[derive(Debug, thiserror::Error)]

@@ -2,8 +2,8 @@
 
 use candle_core::Tensor;
 use ndarray::ArrayView2;
-use spahgc_bank::ReferenceBank;
-use spahgc_graph::{GraphParams, HeteroGraph, build_graph};
+use spahgc_bank::{Neighbour, ReferenceBank};
+use spahgc_graph::{GraphParams, HeteroGraph, build_graph, build_graph_from_hits};
 
 use crate::ModelError;
 use crate::nn::{Edges, to_tensor};
@@ -17,6 +17,14 @@ pub(crate) struct GraphTensors {
     pub(crate) refer: Edges,
     /// Target → reference (the refer edges reversed).
     pub(crate) refer_back: Edges,
+}
+
+/// Refuses embeddings with NaN or infinity.
+fn check_finite(embeddings: ArrayView2<f32>) -> Result<(), ModelError> {
+    if embeddings.iter().any(|v| !v.is_finite()) {
+        return Err(ModelError::Input("target embeddings contain NaN or infinity".into()));
+    }
+    Ok(())
 }
 
 /// One graph and its node features: what a forward pass takes.
@@ -40,10 +48,30 @@ impl GraphInputs {
         exclude_section: Option<&str>,
         params: GraphParams,
     ) -> Result<Self, ModelError> {
-        if embeddings.iter().any(|v| !v.is_finite()) {
-            return Err(ModelError::Input("target embeddings contain NaN or infinity".into()));
-        }
+        check_finite(embeddings)?;
         let graph = build_graph(centres, embeddings, bank, exclude_section, params)?;
+        Self::with_bank_features(graph, embeddings, bank)
+    }
+
+    /// As [`GraphInputs::build`], for targets whose references were already retrieved (`hits`,
+    /// one [`ReferenceBank::top_k`] result per target).
+    pub fn build_from_hits(
+        centres: &[(f64, f64)],
+        embeddings: ArrayView2<f32>,
+        hits: &[Vec<Neighbour>],
+        bank: &ReferenceBank,
+        params: GraphParams,
+    ) -> Result<Self, ModelError> {
+        check_finite(embeddings)?;
+        let graph = build_graph_from_hits(centres, hits, bank, params)?;
+        Self::with_bank_features(graph, embeddings, bank)
+    }
+
+    fn with_bank_features(
+        graph: HeteroGraph,
+        embeddings: ArrayView2<f32>,
+        bank: &ReferenceBank,
+    ) -> Result<Self, ModelError> {
         let references = graph.reference_features(bank);
         Self::from_parts(graph, embeddings, references.view())
     }

@@ -55,7 +55,7 @@ fn fixture() -> Option<&'static Fixture> {
                         microns_per_pixel: section.microns_per_pixel,
                         centres: &centres,
                     };
-                    embedder.embed(&spots, &|_, _| {}).unwrap().embeddings
+                    embedder.embed(&spots, &spahgc_embed::quiet).unwrap().embeddings
                 })
                 .collect::<Vec<_>>();
             let panel =

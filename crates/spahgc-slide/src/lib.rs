@@ -5,6 +5,7 @@
 //! (feature `openslide`, on by default) and are read region by region, never a whole level.
 //! [`PatchGeometry`] turns a spot centre into the patch an encoder sees.
 
+mod buffer;
 mod error;
 mod identity;
 mod image_slide;
@@ -16,6 +17,7 @@ mod tissue;
 
 use std::path::Path;
 
+pub use buffer::{BufferSlide, MAX_BUFFER_PIXELS, PixelBuffer, PixelFormat};
 pub use error::SlideError;
 pub use identity::content_id;
 pub use image_slide::ImageSlide;

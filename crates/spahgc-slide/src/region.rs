@@ -41,20 +41,28 @@ pub fn read_region(slide: &dyn Slide, rect: Rect, out_width: u32, out_height: u3
             rect.width, rect.height
         )));
     }
-    let mut canvas = RgbImage::from_pixel(canvas_w as u32, canvas_h as u32, Rgb([255, 255, 255]));
     let (slide_w, slide_h) = slide.dimensions();
     let x0 = rect.x.max(0) as u64;
     let y0 = rect.y.max(0) as u64;
     let x1 = (rect.x + rect.width as i64).clamp(0, slide_w as i64) as u64;
     let y1 = (rect.y + rect.height as i64).clamp(0, slide_h as i64) as u64;
-    if x1 > x0 && y1 > y0 {
+    let canvas = if x1 > x0 && y1 > y0 {
         let read_w = (((x1 - x0) as f64 / ds).round() as u32).max(1);
         let read_h = (((y1 - y0) as f64 / ds).round() as u32).max(1);
         let part = slide.read_level(level, x0, y0, read_w, read_h)?;
         let dx = ((x0 as i64 - rect.x) as f64 / ds).round() as i64;
         let dy = ((y0 as i64 - rect.y) as f64 / ds).round() as i64;
-        imageops::replace(&mut canvas, &part, dx, dy);
-    }
+        if (dx, dy) == (0, 0) && part.dimensions() == (canvas_w as u32, canvas_h as u32) {
+            // The read covers the whole rectangle: no glass to add around it.
+            part
+        } else {
+            let mut canvas = RgbImage::from_pixel(canvas_w as u32, canvas_h as u32, Rgb([255, 255, 255]));
+            imageops::replace(&mut canvas, &part, dx, dy);
+            canvas
+        }
+    } else {
+        RgbImage::from_pixel(canvas_w as u32, canvas_h as u32, Rgb([255, 255, 255]))
+    };
     if canvas.dimensions() == (out_width, out_height) {
         return Ok(canvas);
     }

@@ -1,5 +1,5 @@
 //! Which parts of a slide hold tissue rather than glass: Otsu's threshold on colour saturation,
-//! computed on a low-resolution copy of the region.
+//! computed once on a low-resolution copy of the whole slide.
 
 use crate::{Rect, RgbImage, Slide, SlideError, read_region};
 
@@ -22,14 +22,13 @@ pub struct TissueMask {
 }
 
 impl TissueMask {
-    /// The mask of `rect` of `slide`. The threshold comes from a thumbnail of the whole slide,
-    /// so that overlapping regions agree on what is tissue.
-    pub fn of_region(slide: &dyn Slide, rect: Rect) -> Result<Self, SlideError> {
-        let (width, height) = slide.dimensions();
-        let whole = Rect { x: 0, y: 0, width, height };
-        let threshold = otsu(&saturation(&thumbnail(slide, whole)?.1)).clamp(SURE_GLASS, SURE_TISSUE);
+    /// The mask of `rect` of `slide`, thresholded on the saturation of that area itself: give
+    /// the whole slide (or the whole pixel buffer) so that every part of it is judged alike.
+    pub fn new(slide: &dyn Slide, rect: Rect) -> Result<Self, SlideError> {
         let (scale, image) = thumbnail(slide, rect)?;
-        let tissue = saturation(&image).into_iter().map(|s| s >= threshold).collect();
+        let saturation = saturation(&image);
+        let threshold = otsu(&saturation).clamp(SURE_GLASS, SURE_TISSUE);
+        let tissue = saturation.into_iter().map(|s| s >= threshold).collect();
         Ok(Self { rect, width: image.width() as usize, height: image.height() as usize, scale, tissue })
     }
 

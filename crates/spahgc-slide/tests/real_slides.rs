@@ -96,15 +96,15 @@ fn the_tissue_mask_tells_stained_tissue_from_glass() {
     let Some(path) = wsi("cmu_small_region.svs") else { return };
     let slide = open(&path).unwrap();
     let (width, height) = slide.dimensions();
-    let mask = spahgc_slide::TissueMask::of_region(slide.as_ref(), Rect { x: 0, y: 0, width, height }).unwrap();
+    let mask = spahgc_slide::TissueMask::new(slide.as_ref(), Rect { x: 0, y: 0, width, height }).unwrap();
     // The top-left corner is empty glass; the middle of the lower half is epidermis and dermis.
     assert_eq!(mask.tissue_fraction(200.0, 200.0, 150.0), 0.0);
     let middle = mask.tissue_fraction(1000.0, 2000.0, 150.0);
     assert!(middle > 0.75, "{middle}");
     assert_eq!(mask.tissue_fraction(-5000.0, 0.0, 100.0), 0.0, "outside the mask is not tissue");
-    // A mask of a smaller region, at a finer scale, agrees on the same place.
+    // A mask of a smaller region, at a finer scale and with its own threshold, agrees on the same place.
     let part = Rect { x: 600, y: 1600, width: 800, height: 800 };
-    let local = spahgc_slide::TissueMask::of_region(slide.as_ref(), part).unwrap();
+    let local = spahgc_slide::TissueMask::new(slide.as_ref(), part).unwrap();
     let close = local.tissue_fraction(1000.0, 2000.0, 150.0);
     assert!((close - middle).abs() < 0.15, "{close} vs {middle}");
     assert_eq!(local.tissue_fraction(200.0, 200.0, 150.0), 0.0, "outside this mask");

@@ -29,6 +29,19 @@ pub fn default_encoder() -> Option<PathBuf> {
     None
 }
 
+/// The Python of the repository's tool environment (`.spahgc/venv`, made by `scripts/setup.sh`)
+/// when it can import every module of `modules`, or `None` (after reporting it missing).
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let python = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.spahgc/venv/bin/python"));
+    let import = format!("import {}", modules.join(", "));
+    let imports = std::process::Command::new(&python).args(["-c", &import]).output();
+    if imports.is_ok_and(|o| o.status.success()) {
+        return Some(python);
+    }
+    missing(&format!("{} cannot run `{import}` (run scripts/setup.sh)", python.display()));
+    None
+}
+
 /// Reports a missing test prerequisite (`what`): a failure when `SPAHGC_REQUIRE_DATA=1`, else a
 /// message before the caller skips.
 pub fn missing(what: &str) {

@@ -81,7 +81,10 @@ pub fn run(args: EncoderBenchArgs, out: &Output) -> anyhow::Result<()> {
         let cache = spahgc_cache::EmbeddingCache::open(dir.path(), u64::MAX)?;
         let embedder = SpotEmbedder { encoder: &lazy, cache: Some(&cache), precision: spahgc_cache::Precision::F32 };
         let t = Instant::now();
-        embedder.embed(&SlideSpots { slide: &image, microns_per_pixel: Some(mpp), centres: &centres }, &|_, _| {})?;
+        embedder.embed(
+            &SlideSpots { slide: &image, microns_per_pixel: Some(mpp), centres: &centres },
+            &spahgc_embed::quiet,
+        )?;
         pipeline = pipeline.min(t.elapsed().as_secs_f64());
     }
     let (raw_rate, pipeline_rate) = (n as f64 / raw, n as f64 / pipeline);
