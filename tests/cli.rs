@@ -239,27 +239,18 @@ fn training_writes_a_verified_bundle() {
     let csv = std::fs::read_to_string(out.join("expression.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 184);
-    assert!(lines[0].starts_with("spot,x,y,") && lines[0].split(',').count() == 3 + 250);
-    assert!(lines[1..].iter().all(|l| l.split(',').skip(3).all(|v| v.parse::<f32>().is_ok_and(f32::is_finite))));
-    let heatmaps = summary["heatmaps"].as_array().unwrap();
-    assert_eq!(heatmaps.len(), 3, "without --genes, the three most variable genes are drawn");
-    for h in heatmaps {
-        let png = std::fs::read(h["file"].as_str().unwrap()).unwrap();
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && h["min"].as_f64() <= h["max"].as_f64(), "{h}");
-    }
-    let geojson: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("detections.geojson")).unwrap()).unwrap();
-    assert_eq!(geojson["type"], "FeatureCollection");
-    let features = geojson["features"].as_array().unwrap();
-    assert_eq!(features.len(), 184);
-    for f in features {
-        assert_eq!((&f["type"], &f["properties"]["objectType"]), (&"Feature".into(), &"detection".into()));
-        assert_eq!(f["properties"]["measurements"].as_object().unwrap().len(), 250);
-        let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
-        assert_eq!(ring.first(), ring.last(), "a closed polygon");
-    }
+    assert!(lines[0].starts_with("spot,x,y,in_tissue,") && lines[0].split(',').count() == 4 + 250);
+    assert!(lines[1..].iter().all(|l| l.split(',').skip(4).all(|v| v.parse::<f32>().is_ok_and(f32::is_finite))));
+    check_outputs(&out, &summary, 184, 250);
     ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C4"]));
     assert_eq!(std::fs::read_to_string(out.join("expression.csv")).unwrap(), csv, "a second run predicts the same");
+
+    // A 3000 x 3000 px region of a section's image, on the bundle's grid.
+    let region =
+        ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C3", "--region", "3000,3000,3000,3000"]));
+    let spots = region["spots"].as_u64().unwrap() as usize;
+    assert!((50..=121).contains(&spots), "about 11 x 11 grid spots, those on tissue: {spots}");
+    check_outputs(&out, &region, spots, 250);
 
     let wsi = spahgc_testdata::shared("wsi").unwrap().join("cmu_small_region.svs");
     let region = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,1000,800", "--keep-background"]));
@@ -267,19 +258,41 @@ fn training_writes_a_verified_bundle() {
     assert_eq!(region["spots"], 3 * 2, "{region}");
     let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--region", "0,0,100000,10"]));
     assert!(err.contains("outside"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("expression.csv")).unwrap().lines().count(),
+        1 + 6,
+        "a failed run leaves the last outputs"
+    );
     // A subset of genes, in the order asked; a gene the bundle lacks is named.
     let subset = ["--region", "400,400,1000,800", "--keep-background", "--genes", "ERBB2,CD74"];
-    ok(&predict(&[&["--slide", wsi.to_str().unwrap()][..], &subset[..]].concat()));
+    let summary = ok(&predict(&[&["--slide", wsi.to_str().unwrap()][..], &subset[..]].concat()));
     let csv = std::fs::read_to_string(out.join("expression.csv")).unwrap();
-    assert_eq!(csv.lines().next(), Some("spot,x,y,ERBB2,CD74"));
+    assert_eq!(csv.lines().next(), Some("spot,x,y,in_tissue,ERBB2,CD74"));
     assert_eq!(csv.lines().count(), 1 + 3 * 2, "margin spots join the graph but are not written");
+    check_outputs(&out, &summary, 6, 2);
     assert!(out.join("heatmap-ERBB2.png").is_file() && out.join("heatmap-CD74.png").is_file());
-    // The tissue mask skips spots on glass: a third of the whole slide's grid is tissue.
-    let tissue = ok(&predict(&["--slide", wsi.to_str().unwrap()]))["spots"].as_u64().unwrap();
+    // The whole slide; the tissue mask skips spots on glass: a third of the slide's grid is tissue.
+    let summary = ok(&predict(&["--slide", wsi.to_str().unwrap()]));
+    let tissue = summary["spots"].as_u64().unwrap();
+    check_outputs(&out, &summary, tissue as usize, 250);
     let all = ok(&predict(&["--slide", wsi.to_str().unwrap(), "--keep-background"]))["spots"].as_u64().unwrap();
     assert!(all == 6 * 8 && (10..all / 2).contains(&tissue), "{tissue} of {all} grid spots on tissue");
     let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--genes", "ERBB2,NOPE"]));
     assert!(err.contains("gene NOPE is not among the 250 genes"), "{err}");
+    let err = failed(&predict(&["--slide", wsi.to_str().unwrap(), "--max-spots", "20"]));
+    assert!(err.contains("48 grid cells") && err.contains("more than the 20"), "{err}");
+    let names: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "no staging directory is left: {names:?}");
+
+    // The viewport benchmark runs, cold then warm, on the bundle.
+    let bench = ["bench", "viewport", "--bundle", bundle.to_str().unwrap(), "--her2st", data.to_str().unwrap()];
+    let timing = ok(&spahgc(&[&bench[..], &["--steps", "3", "--spots", "36", "--json"]].concat(), &cache));
+    assert_eq!(timing["steps"], 3);
+    assert_eq!(timing["spots_per_step"], 36.0, "{timing}");
+    for key in ["cold_median_ms", "warm_median_ms", "warm_p95_ms", "cold_over_raw"] {
+        assert!(timing[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {timing}");
+    }
 
     // An altered or missing file is named.
     let bank = bundle.join("bank.spb");
@@ -301,4 +314,58 @@ fn training_writes_a_verified_bundle() {
     std::fs::remove_file(bundle.join("encoder/model.onnx")).unwrap();
     let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));
     assert!(err.contains("encoder/model.onnx is missing"), "{err}");
+}
+
+/// The files a prediction writes, as the summary lists them: the CSV, AnnData (read back with
+/// Python's anndata and compared with the CSV), GeoJSON detections for QuPath with one
+/// measurement per gene, and PNG heatmaps.
+fn check_outputs(out: &Path, summary: &serde_json::Value, spots: usize, genes: usize) {
+    let files: Vec<PathBuf> = summary["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().into()).collect();
+    let name = |f: &PathBuf| f.file_name().unwrap().to_string_lossy().to_string();
+    let heatmaps: Vec<&PathBuf> = files.iter().filter(|f| name(f).starts_with("heatmap-")).collect();
+    assert_eq!(heatmaps.len(), genes.min(3), "the genes asked for, or the three most variable: {files:?}");
+    for h in heatmaps {
+        assert!(std::fs::read(h).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"), "{}", h.display());
+    }
+    let mut listed: Vec<String> = files.iter().map(name).collect();
+    let mut present: Vec<String> =
+        std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    listed.sort();
+    present.sort();
+    assert_eq!(listed, present, "the directory holds exactly this run's outputs");
+
+    let geojson: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("detections.geojson")).unwrap()).unwrap();
+    assert_eq!(geojson["type"], "FeatureCollection");
+    let features = geojson["features"].as_array().unwrap();
+    assert_eq!(features.len(), spots);
+    for f in features {
+        assert_eq!((&f["type"], &f["properties"]["objectType"]), (&"Feature".into(), &"detection".into()));
+        assert_eq!(f["properties"]["measurements"].as_object().unwrap().len(), genes);
+        let ring = f["geometry"]["coordinates"][0].as_array().unwrap();
+        assert_eq!(ring.first(), ring.last(), "a closed polygon");
+    }
+
+    let Some(python) = spahgc_testdata::python_with(&["anndata"]) else { return };
+    let check = r#"
+import sys, anndata, numpy as np
+a = anndata.read_h5ad(sys.argv[1])
+rows = [l.rstrip("\n").split(",") for l in open(sys.argv[2])]
+header, rows = rows[0], rows[1:]
+assert a.shape == (len(rows), len(header) - 4), (a.shape, len(rows))
+assert list(a.obs_names) == [r[0] for r in rows]
+assert list(a.var_names) == header[4:]
+assert a.obsm["spatial"].shape == (len(rows), 2)
+assert np.allclose(a.obsm["spatial"], [[float(r[1]), float(r[2])] for r in rows], atol=0.06)
+assert a.obs["in_tissue"].dtype == bool and list(a.obs["in_tissue"]) == [r[3] == "1" for r in rows]
+assert np.allclose(a.X, [[float(v) for v in r[4:]] for r in rows], atol=6e-5)
+print("anndata read", a.shape)
+"#;
+    let output = Command::new(python)
+        .args(["-c", check])
+        .arg(out.join("expression.h5ad"))
+        .arg(out.join("expression.csv"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "anndata check: {}", String::from_utf8_lossy(&output.stderr));
 }

@@ -27,6 +27,7 @@ const RANGE: (f64, f64) = (0.02, 0.98);
 #[derive(Debug, serde::Serialize)]
 pub struct Heatmap {
     pub gene: String,
+    /// File name inside the output directory.
     pub file: PathBuf,
     pub min: f32,
     pub max: f32,
@@ -100,11 +101,12 @@ pub fn write_heatmap(
     }
     let safe: String =
         gene.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    let file = dir.join(format!("heatmap-{safe}.png"));
+    let file = PathBuf::from(format!("heatmap-{safe}.png"));
     let mut png = Vec::new();
     canvas.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    spahgc_core::write_atomically(&file, |w| w.write_all(&png))
-        .with_context(|| format!("writing {}", file.display()))?;
+    let path = dir.join(&file);
+    spahgc_core::write_atomically(&path, |w| w.write_all(&png))
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(Heatmap { gene: gene.to_string(), file, min, max })
 }
 

@@ -2,6 +2,7 @@
 
 mod encoder;
 mod model;
+mod viewport;
 
 use clap::Subcommand;
 
@@ -15,6 +16,8 @@ pub enum BenchCommand {
     Head(model::HeadBenchArgs),
     /// Seconds per training epoch.
     Train(model::TrainBenchArgs),
+    /// Latency of predicting a panning viewport, cold and warm, and throughput against the encoder.
+    Viewport(viewport::ViewportBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
@@ -22,5 +25,6 @@ pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
         BenchCommand::Encoder(args) => encoder::run(args, out),
         BenchCommand::Head(args) => model::head(args, out),
         BenchCommand::Train(args) => model::train(args, out),
+        BenchCommand::Viewport(args) => viewport::run(args, out),
     }
 }

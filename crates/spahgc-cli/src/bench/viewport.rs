@@ -1,0 +1,187 @@
+//! `spahgc bench viewport`: a user panning over a slide, one prediction per viewport, with
+//! cold and warm caches, against the bare encoder's throughput measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use ndarray::Axis;
+use spahgc_datasets::her2st;
+use spahgc_encoder::{Encoder, to_tensor};
+use spahgc_engine::{Engine, EngineOptions, Region, RegionOptions, Request, RequestStats};
+use spahgc_slide::PatchGeometry;
+
+use crate::embed::EncoderArgs;
+use crate::output::Output;
+use crate::predict::bundle_dir;
+
+#[derive(Args)]
+pub struct ViewportBenchArgs {
+    /// Model bundle; default: the one the demo builds.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// her2st data set directory; the slide is --section's H&E image.
+    #[arg(long, default_value = "../shared/data/her2st")]
+    her2st: PathBuf,
+    #[arg(long, default_value = "C3")]
+    section: String,
+    /// Viewport steps of the pan.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Grid spots in one viewport (a square of about √spots × √spots spots).
+    #[arg(long, default_value_t = 500)]
+    spots: usize,
+    /// Skip spots on glass (the default predicts every grid spot, so each step holds --spots).
+    #[arg(long)]
+    tissue_only: bool,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+/// One step's timing and spots.
+struct Step {
+    ms: f64,
+    centres: Vec<(f64, f64)>,
+    stats: RequestStats,
+}
+
+pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
+    anyhow::ensure!(args.steps > 0 && args.spots >= 4, "--steps must be at least 1 and --spots at least 4");
+    anyhow::ensure!(args.encoder.encoder.is_none(), "the bench runs the bundle's own encoder: drop --encoder");
+    let section = her2st::load(&args.her2st, &args.section)?;
+    let slide = section.image.clone().context("her2st sections have images")?;
+    let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
+    let bundle = bundle_dir(args.bundle.as_ref())?;
+    let scratch = tempfile::tempdir()?;
+    let cache = Some(spahgc_cache::EmbeddingCache::open(scratch.path(), u64::MAX)?);
+    let options = EngineOptions { encoder: args.encoder.options(), cache, ..Default::default() };
+    let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
+    let (width, height) = spahgc_slide::open(&slide)?.dimensions();
+    let pitch = engine.bundle().manifest().grid.spot_pitch_um / mpp;
+    let viewports = pan(args.steps, args.spots, pitch, (width as f64, height as f64))?;
+    let request =
+        |region| RegionOptions { region: Some(region), microns_per_pixel: Some(mpp), tissue_only: args.tissue_only };
+    let run_pass = || -> anyhow::Result<Vec<Step>> {
+        viewports
+            .iter()
+            .map(|&v| {
+                let t = Instant::now();
+                let r = engine.predict_region(&slide, &request(v), &Request::default())?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                Ok(Step { ms, centres: r.centres, stats: r.prediction.stats })
+            })
+            .collect()
+    };
+    // Cold: empty memory and disk caches, the slide not yet opened. Warm: the same pan again.
+    let started = Instant::now();
+    let cold = run_pass()?;
+    let cold_s = started.elapsed().as_secs_f64();
+    let warm = run_pass()?;
+
+    // The bare encoder on patches of the first viewport, cut beforehand: only inference timed.
+    let encoder = Encoder::load(&engine.bundle().encoder_dir(), args.encoder.options())?;
+    let raw = raw_patches_per_s(&encoder, &slide, mpp, &cold[0].centres)?;
+    let encoded: usize = cold.iter().map(|s| s.stats.encoded).sum();
+    let cold_rate = encoded as f64 / cold_s;
+
+    let (cold_ms, warm_ms) = (latencies(&cold), latencies(&warm));
+    let spots_per_step = cold.iter().map(|s| s.centres.len()).sum::<usize>() as f64 / cold.len() as f64;
+    let graph_spots = cold.iter().map(|s| s.stats.spots).sum::<usize>() as f64 / cold.len() as f64;
+    let (cold_shares, warm_shares) = (shares(&cold), shares(&warm));
+    let share_line = |s: &[f64; 4]| {
+        format!("encoder {:4.1}%  retrieval {:4.1}%  graph {:4.1}%  head {:4.1}%", s[0], s[1], s[2], s[3])
+    };
+    out.report(
+        &format!(
+            "viewport pan over her2st {} ({} steps of {spots_per_step:.0} spots, {graph_spots:.0} with the margin; \
+             encoder {} on {}, batch {}):\n  \
+             cold   median {:8.1} ms   p95 {:8.1} ms   ({encoded} spots encoded in {cold_s:.1} s)\n  \
+             warm   median {:8.1} ms   p95 {:8.1} ms   (goal: median < 100 ms)\n  \
+             cold time:  {}\n  \
+             warm time:  {}\n  \
+             cold throughput        {cold_rate:8.1} spots/s\n  \
+             bare encoder           {raw:8.1} patches/s\n  \
+             cold / bare encoder    {:8.3}x  (goal ≥ 0.9x)",
+            args.section,
+            cold.len(),
+            encoder.manifest().name,
+            encoder.provider(),
+            encoder.batch_size(),
+            cold_ms.0,
+            cold_ms.1,
+            warm_ms.0,
+            warm_ms.1,
+            share_line(&cold_shares),
+            share_line(&warm_shares),
+            cold_rate / raw,
+        ),
+        serde_json::json!({
+            "slide": slide, "steps": cold.len(), "spots_per_step": spots_per_step, "graph_spots_per_step": graph_spots,
+            "cold_median_ms": cold_ms.0, "cold_p95_ms": cold_ms.1, "warm_median_ms": warm_ms.0, "warm_p95_ms": warm_ms.1,
+            "cold_step_ms": cold.iter().map(|s| s.ms).collect::<Vec<_>>(),
+            "warm_step_ms": warm.iter().map(|s| s.ms).collect::<Vec<_>>(),
+            "cold_share_percent": {"encoder": cold_shares[0], "retrieval": cold_shares[1], "graph": cold_shares[2], "head": cold_shares[3]},
+            "warm_share_percent": {"encoder": warm_shares[0], "retrieval": warm_shares[1], "graph": warm_shares[2], "head": warm_shares[3]},
+            "spots_encoded_cold": encoded, "cold_spots_per_s": cold_rate, "raw_encoder_patches_per_s": raw,
+            "cold_over_raw": cold_rate / raw,
+        }),
+    )
+}
+
+/// `steps` viewports of about `spots` grid spots panning over a `size` slide: a snake, right
+/// then down then left, each step moving a seventh of the viewport, as a user drags.
+fn pan(steps: usize, spots: usize, pitch: f64, size: (f64, f64)) -> anyhow::Result<Vec<Region>> {
+    let side = (spots as f64).sqrt().round() * pitch;
+    anyhow::ensure!(
+        side <= size.0 && side <= size.1,
+        "a {spots}-spot viewport ({side:.0} px square) does not fit the {} x {} px slide",
+        size.0,
+        size.1
+    );
+    let step = (side / 7.0).max(pitch);
+    let columns = ((size.0 - side) / step).floor() as usize + 1;
+    let rows = ((size.1 - side) / step).floor() as usize + 1;
+    anyhow::ensure!(columns * rows >= steps, "the slide has room for {} viewport steps, not {steps}", columns * rows);
+    Ok((0..steps)
+        .map(|k| {
+            let (row, along) = (k / columns, k % columns);
+            let column = if row % 2 == 0 { along } else { columns - 1 - along };
+            Region { x: column as f64 * step, y: row as f64 * step, width: side, height: side }
+        })
+        .collect())
+}
+
+/// Median and 95th percentile of the steps' latencies.
+fn latencies(steps: &[Step]) -> (f64, f64) {
+    let mut ms: Vec<f64> = steps.iter().map(|s| s.ms).collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.95))
+}
+
+/// Percent of the requests' time in embedding (encoder and caches), retrieval, graph and head.
+fn shares(steps: &[Step]) -> [f64; 4] {
+    let total: f64 = steps.iter().map(|s| s.stats.total_s).sum();
+    let part = |f: fn(&RequestStats) -> f64| 100.0 * steps.iter().map(|s| f(&s.stats)).sum::<f64>() / total;
+    [part(|s| s.embed_s), part(|s| s.retrieval_s), part(|s| s.graph_s), part(|s| s.head_s)]
+}
+
+/// Patches per second of the bare encoder on the patches at `centres`.
+fn raw_patches_per_s(encoder: &Encoder, slide: &Path, mpp: f64, centres: &[(f64, f64)]) -> anyhow::Result<f64> {
+    let manifest = encoder.manifest();
+    let geometry = PatchGeometry { field_of_view_um: manifest.field_of_view_um, size_px: manifest.input_size };
+    let opened = spahgc_slide::open(slide)?;
+    let tensor = to_tensor(&geometry.extract_many(opened.as_ref(), mpp, centres)?, manifest)?;
+    let batches: Vec<_> = tensor.axis_chunks_iter(Axis(0), encoder.batch_size()).collect();
+    encoder.run(batches[0])?; // warm-up
+    let mut best = f64::MAX;
+    for _ in 0..2 {
+        let t = Instant::now();
+        for batch in &batches {
+            encoder.run(*batch)?;
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(centres.len() as f64 / best)
+}
