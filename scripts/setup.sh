@@ -18,7 +18,7 @@ SKIMAGE_VERSION=0.25.2
 
 say() { printf 'setup: %s\n' "$*"; }
 
-apt_packages=(libopenslide-dev libhdf5-dev libclang-dev pkg-config python3-venv unzip)
+apt_packages=(libopenslide-dev libhdf5-dev libclang-dev pkg-config python3-venv unzip cmake valgrind)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
