@@ -260,6 +260,12 @@ impl Engine {
             .collect()
     }
 
+    /// Forgets the spots held in memory (embeddings and retrieved references); open slides and
+    /// the disk cache stay.
+    pub fn clear_memory(&self) {
+        self.memory.clear();
+    }
+
     /// The grid pitch at `microns_per_pixel`, in level-0 pixels.
     fn pitch(&self, microns_per_pixel: f64) -> f64 {
         self.bundle.manifest().grid.spot_pitch_um / microns_per_pixel

@@ -44,6 +44,12 @@ impl SpotMemory {
         self.spots.as_ref()?.lock().expect("no panics while the cache is held").get(key).cloned()
     }
 
+    pub(crate) fn clear(&self) {
+        if let Some(spots) = &self.spots {
+            spots.lock().expect("no panics while the cache is held").clear();
+        }
+    }
+
     pub(crate) fn insert(&self, key: SpotKey, entry: Arc<SpotEntry>) {
         if let Some(spots) = &self.spots {
             spots.lock().expect("no panics while the cache is held").put(key, entry);

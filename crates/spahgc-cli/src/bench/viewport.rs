@@ -54,8 +54,8 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
     let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
     let bundle = bundle_dir(args.bundle.as_ref())?;
     let scratch = tempfile::tempdir()?;
-    let cache = Some(spahgc_cache::EmbeddingCache::open(scratch.path(), u64::MAX)?);
-    let options = EngineOptions { encoder: args.encoder.options(), cache, ..Default::default() };
+    let disk = spahgc_cache::EmbeddingCache::open(scratch.path(), u64::MAX)?;
+    let options = EngineOptions { encoder: args.encoder.options(), cache: Some(disk.clone()), ..Default::default() };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
     let (width, height) = spahgc_slide::open(&slide)?.dimensions();
     let pitch = engine.bundle().manifest().grid.spot_pitch_um / mpp;
@@ -73,7 +73,12 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
             })
             .collect()
     };
-    // Cold: empty memory and disk caches, the slide not yet opened. Warm: the same pan again.
+    // One request first loads the encoder and opens the slide (decoded image, tissue mask), as
+    // a viewer has by the time its user pans; then both caches are emptied.
+    engine.predict_region(&slide, &request(viewports[0]), &Request::default())?;
+    engine.clear_memory();
+    disk.clear()?;
+    // Cold: nothing cached, each step embeds what earlier steps did not. Warm: the same pan again.
     let started = Instant::now();
     let cold = run_pass()?;
     let cold_s = started.elapsed().as_secs_f64();
@@ -84,6 +89,8 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
     let raw = raw_patches_per_s(&encoder, &slide, mpp, &cold[0].centres)?;
     let encoded: usize = cold.iter().map(|s| s.stats.encoded).sum();
     let cold_rate = encoded as f64 / cold_s;
+    // The first step: a whole viewport with nothing cached.
+    let first_rate = cold[0].stats.encoded as f64 / (cold[0].ms / 1e3);
 
     let (cold_ms, warm_ms) = (latencies(&cold), latencies(&warm));
     let spots_per_step = cold.iter().map(|s| s.centres.len()).sum::<usize>() as f64 / cold.len() as f64;
@@ -100,9 +107,10 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
              warm   median {:8.1} ms   p95 {:8.1} ms   (goal: median < 100 ms)\n  \
              cold time:  {}\n  \
              warm time:  {}\n  \
-             cold throughput        {cold_rate:8.1} spots/s\n  \
+             cold throughput        {cold_rate:8.1} spots/s  (the whole cold pan)\n  \
+             first viewport         {first_rate:8.1} spots/s  ({} spots encoded in {:.0} ms, nothing cached)\n  \
              bare encoder           {raw:8.1} patches/s\n  \
-             cold / bare encoder    {:8.3}x  (goal ≥ 0.9x)",
+             cold / bare encoder    {:8.3}x  (goal ≥ 0.9x; first viewport {:.3}x)",
             args.section,
             cold.len(),
             encoder.manifest().name,
@@ -114,7 +122,10 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
             warm_ms.1,
             share_line(&cold_shares),
             share_line(&warm_shares),
+            cold[0].stats.encoded,
+            cold[0].ms,
             cold_rate / raw,
+            first_rate / raw,
         ),
         serde_json::json!({
             "slide": slide, "steps": cold.len(), "spots_per_step": spots_per_step, "graph_spots_per_step": graph_spots,
@@ -124,7 +135,8 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
             "cold_share_percent": {"encoder": cold_shares[0], "retrieval": cold_shares[1], "graph": cold_shares[2], "head": cold_shares[3]},
             "warm_share_percent": {"encoder": warm_shares[0], "retrieval": warm_shares[1], "graph": warm_shares[2], "head": warm_shares[3]},
             "spots_encoded_cold": encoded, "cold_spots_per_s": cold_rate, "raw_encoder_patches_per_s": raw,
-            "cold_over_raw": cold_rate / raw,
+            "cold_over_raw": cold_rate / raw, "first_viewport_spots_per_s": first_rate,
+            "first_viewport_over_raw": first_rate / raw,
         }),
     )
 }
