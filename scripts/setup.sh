@@ -18,7 +18,7 @@ SKIMAGE_VERSION=0.25.2
 
 say() { printf 'setup: %s\n' "$*"; }
 
-apt_packages=(libopenslide-dev libhdf5-dev libclang-dev pkg-config python3-venv unzip cmake valgrind)
+apt_packages=(libopenslide-dev libhdf5-dev libclang-dev pkg-config python3-venv unzip cmake valgrind openjdk-17-jdk-headless libjna-java junit5 groovy)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -25,7 +25,13 @@ stage "format" cargo fmt --all -- --check
 stage "clippy" cargo clippy --release --workspace --all-targets --locked -- -D warnings
 mkdir -p target
 stage "tests" bash -c 'set -o pipefail; cargo test --release --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log'
+# The bindings run against what the Rust tests built: target/release/libspahgc.so, the spahgc
+# binary and the shared test bundle (target/test-bundle).
+stage "python binding" .spahgc/venv/bin/python -m pytest plugins/python/tests -q -p no:cacheprovider
+stage "java binding" bash plugins/java/build.sh test
+stage "qupath script" bash plugins/qupath/check.sh
 echo "==> all stages took $(($(date +%s) - total_start)) s"
-# One closing line over every test binary (cargo prints one result line per binary).
+# One closing line over every Rust test binary (cargo prints one result line per binary); the
+# binding stages above print their own counts.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' target/test-output.log
