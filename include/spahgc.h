@@ -209,7 +209,9 @@ spahgc_status spahgc_engine_gene_name(const spahgc_engine *engine, size_t index,
 
 // Writes to `*out` the level-0 rectangle a host should read and pass to
 // `spahgc_predict_pixels` for its prediction of `*region` to equal `spahgc_predict_region`'s:
-// the region, its margin spots and their patches, at `microns_per_pixel` (> 0). Thread-safe.
+// the region, its margin spots and their patches, at `microns_per_pixel` (> 0). It is in whole
+// pixels and clipped at the slide's top-left corner; clip its far edges to the slide.
+// Thread-safe.
 //
 // # Safety
 // `engine` is NULL or a live engine; `region` NULL or readable; `out` NULL or writable.
@@ -243,7 +245,8 @@ void spahgc_cancel_token_free(spahgc_cancel_token *token);
 // - `tissue_only`: leave out spots on glass.
 // - `request`: cancel token and progress callback; NULL: none.
 //
-// On success `*out` is a new result the caller owns and frees with `spahgc_result_free`.
+// On success `*out` is a new result the caller owns and frees with `spahgc_result_free`; a
+// region without spots (all glass with `tissue_only`) gives a result of 0 spots.
 // Thread-safe: threads may predict with one engine at once.
 //
 // # Safety

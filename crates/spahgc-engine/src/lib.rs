@@ -266,16 +266,28 @@ impl Engine {
         self.memory.clear();
     }
 
+    /// The genes a request asks for (default: all), each checked against the bundle's.
+    fn requested_genes(&self, request: &Request) -> Result<Vec<String>, EngineError> {
+        let genes = request.genes.map_or_else(|| self.genes().to_vec(), <[String]>::to_vec);
+        self.gene_columns(&genes)?;
+        Ok(genes)
+    }
+
     /// The grid pitch at `microns_per_pixel`, in level-0 pixels.
     fn pitch(&self, microns_per_pixel: f64) -> f64 {
         self.bundle.manifest().grid.spot_pitch_um / microns_per_pixel
     }
 
     /// The rectangle a host should read for [`Engine::predict_pixels`] of `region` to equal
-    /// [`Engine::predict_region`] of it: the region, its margin spots and their patches.
+    /// [`Engine::predict_region`] of it: the region, its margin spots and their patches, in whole
+    /// pixels and clipped at the slide's top-left corner (the host clips the far edges to the
+    /// slide, whose size the engine does not know).
     pub fn pixel_context(&self, region: Region, microns_per_pixel: f64) -> Region {
         let half_patch = self.encoder.manifest().field_of_view_um / microns_per_pixel / 2.0;
-        region.grown((MARGIN_SPOTS * self.pitch(microns_per_pixel) + half_patch + 1.0).ceil())
+        let grown = region.grown(MARGIN_SPOTS * self.pitch(microns_per_pixel) + half_patch + 1.0);
+        let (x, y) = (grown.x.floor().max(0.0), grown.y.floor().max(0.0));
+        let (right, bottom) = ((grown.x + grown.width).ceil(), (grown.y + grown.height).ceil());
+        Region { x, y, width: right - x, height: bottom - y }
     }
 
     /// Expression predicted for the grid spots of a region of the slide file at `slide`.
@@ -332,15 +344,23 @@ impl Engine {
         };
         let GridSpots { ids, centres, in_region, tile_of, tiles } = grid.spots(options.region, source)?;
         let returned: Vec<usize> = (0..ids.len()).filter(|&i| in_region[i]).collect();
-        if returned.is_empty() || centres.len() < 2 {
-            return Err(EngineError::Input(format!(
-                "the region of {source} holds {} spots of the grid ({} with the margin); a graph needs at least two",
-                returned.len(),
-                centres.len()
-            )));
-        }
-        let spots = Spots { centres: &centres, group_of: &tile_of, groups: &tiles };
-        let mut prediction = self.predict(context, mpp, &spots, None, request)?;
+        let mut prediction = match returned.is_empty() {
+            // Glass only, or a region too small to hold a grid centre: nothing to predict.
+            true => {
+                let genes = self.requested_genes(request)?;
+                let expression = Array2::zeros((0, genes.len()));
+                Prediction { genes, expression, stats: RequestStats::default() }
+            }
+            false if centres.len() < 2 => {
+                return Err(EngineError::Input(format!(
+                    "the region of {source} holds one spot of the grid, none around it; a graph needs at least two"
+                )));
+            }
+            false => {
+                let spots = Spots { centres: &centres, group_of: &tile_of, groups: &tiles };
+                self.predict(context, mpp, &spots, None, request)?
+            }
+        };
         prediction.expression = prediction.expression.select(Axis(0), &returned);
         Ok(RegionPrediction {
             ids: returned.iter().map(|&i| ids[i].clone()).collect(),
@@ -395,10 +415,8 @@ impl Engine {
         let start = Instant::now();
         let model: &SpaHgc = self.bundle.model();
         let config = model.config();
-        let columns = match request.genes {
-            Some(genes) => self.gene_columns(genes)?,
-            None => (0..config.genes.len()).collect(),
-        };
+        let genes = self.requested_genes(request)?;
+        let columns = self.gene_columns(&genes)?;
         let mut stats = RequestStats { spots: spots.centres.len(), ..Default::default() };
 
         let entries = self.embed(context, mpp, spots, request, &mut stats)?;
@@ -445,7 +463,6 @@ impl Engine {
         let expression = expression.select(Axis(1), &columns);
         stats.head_s = t.elapsed().as_secs_f64();
         stats.total_s = start.elapsed().as_secs_f64();
-        let genes = columns.iter().map(|&c| config.genes[c].clone()).collect();
         Ok(Prediction { genes, expression, stats })
     }
 

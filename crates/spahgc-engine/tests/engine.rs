@@ -173,6 +173,19 @@ fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
     assert_eq!((again.prediction.stats.encoded, again.prediction.stats.retrieved), (0, 0));
     assert_eq!(again.prediction.expression, all.prediction.expression);
 
+    // A region of glass holds no spot on tissue: an empty prediction, not an error.
+    let glass = RegionOptions {
+        region: Some(Region { x: 0.0, y: 0.0, width: 401.0, height: 401.0 }),
+        tissue_only: true,
+        ..keep_all
+    };
+    let empty = engine.predict_region(&wsi, &glass, &ALL).unwrap();
+    assert!(empty.ids.is_empty() && empty.prediction.expression.dim() == (0, 250));
+    // The context a host reads is in whole pixels, clipped at the slide's corner.
+    let corner = engine.pixel_context(Region { x: 10.5, y: 20.25, width: 100.0, height: 100.0 }, mpp);
+    assert_eq!((corner.x, corner.y), (0.0, 0.0));
+    assert!([corner.width, corner.height].iter().all(|v| v.fract() == 0.0));
+
     // A subset of genes, in the order asked.
     let genes = ["CD74".to_string(), "ERBB2".to_string()];
     let subset = engine.predict_region(&wsi, &keep_all, &Request { genes: Some(&genes), ..ALL }).unwrap();
