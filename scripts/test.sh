@@ -24,9 +24,11 @@ stage "setup" bash scripts/setup.sh
 stage "format" cargo fmt --all -- --check
 stage "clippy" cargo clippy --release --workspace --all-targets --locked -- -D warnings
 mkdir -p target
+# The C library where the bindings load it (target/release/libspahgc.so); the tests build the rest.
+stage "build" cargo build --release --locked -p spahgc-capi --lib
 stage "tests" bash -c 'set -o pipefail; cargo test --release --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log'
-# The bindings run against what the Rust tests built: target/release/libspahgc.so, the spahgc
-# binary and the shared test bundle (target/test-bundle).
+# The bindings run against the C library, the spahgc binary and the test bundle that the Rust
+# tests built (target/test-bundle).
 stage "python binding" .spahgc/venv/bin/python -m pytest plugins/python/tests -q -p no:cacheprovider
 stage "java binding" bash plugins/java/build.sh test
 stage "qupath script" bash plugins/qupath/check.sh

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Where cargo put this package's libraries: `<target>/<profile>/` (tests run from `deps/`).
+/// Where cargo put the libraries this test run built: `<target>/<profile>/deps/`, beside the
+/// test binary (`cargo build` copies them up a level, but a workspace test run does not, so the
+/// copy there may be stale).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    exe.ancestors().nth(2).expect("<target>/<profile>/deps/<binary>").to_path_buf()
+    exe.parent().expect("<target>/<profile>/deps/<binary>").to_path_buf()
 }
 
 fn repo() -> PathBuf {
@@ -142,7 +144,7 @@ fn a_her2st_region_matches_the_cli() {
         ["2500", "2500", "3000", "3000"],
     );
     let scratch = tempfile::tempdir().unwrap();
-    let cli = lib_dir().join("spahgc");
+    let cli = lib_dir().parent().expect("<target>/<profile>").join("spahgc");
     let csv = match cli.is_file() {
         true => {
             let out = scratch.path().join("cli");

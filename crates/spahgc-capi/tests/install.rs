@@ -23,7 +23,13 @@ fn installed_library_builds_the_examples() {
     let scratch = tempfile::tempdir().unwrap();
     let prefix = scratch.path().join("prefix");
     // Cargo already built the library for this test; the script must not wait on cargo's lock.
-    succeeds(Command::new(repo().join("scripts/install-capi.sh")).arg(&prefix).env("SPAHGC_NO_BUILD", "1"));
+    let built = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    succeeds(
+        Command::new(repo().join("scripts/install-capi.sh"))
+            .arg(&prefix)
+            .env("SPAHGC_NO_BUILD", "1")
+            .env("SPAHGC_LIB_DIR", built),
+    );
     let lib = prefix.join("lib");
     assert!(lib.join("libspahgc.so.0").exists() && lib.join("spahgc/onnxruntime/libonnxruntime.so").exists());
 

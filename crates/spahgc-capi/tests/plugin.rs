@@ -26,7 +26,8 @@ fn a_plugin_host_loads_the_library_and_predicts() {
     let Some(bundle) = spahgc_testbundle::small() else { return };
     let Some(wsi) = spahgc_testdata::shared("wsi") else { return };
     let exe = std::env::current_exe().unwrap();
-    let path = exe.ancestors().nth(2).unwrap().join("libspahgc.so");
+    // The library this test run built (beside the test binary, in `deps/`).
+    let path = exe.parent().unwrap().join("libspahgc.so");
     unsafe {
         let lib = Library::new(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
         let abi: Symbol<unsafe extern "C" fn() -> u32> = lib.get(b"spahgc_abi_version").unwrap();
