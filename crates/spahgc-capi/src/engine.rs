@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::spahgc_engine::{
-    Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, RegionPrediction, Request,
+    BufferError, Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, RegionPrediction,
+    Request,
 };
 use spahgc_cache::EmbeddingCache;
 use spahgc_encoder::{Device, EncoderOptions, locate};
@@ -395,7 +396,10 @@ pub unsafe extern "C" fn spahgc_predict_pixels(
             2 => PixelFormat::Bgra8Premultiplied,
             f => return Err(Error::invalid(format!("format is {f}, not a spahgc_pixel_format"))),
         };
-        check_buffer(pixels_len, width, height, stride, format.bytes_per_pixel())?;
+        // A slice may be at most isize::MAX bytes long.
+        if pixels_len == 0 || pixels_len > isize::MAX as usize {
+            return Err(Error::invalid(format!("pixels_len {pixels_len} is not a buffer's length")));
+        }
         let region = unsafe { ffi::optional(region) }.map(checked_region).transpose()?;
         let mpp = checked_mpp(microns_per_pixel)?
             .ok_or_else(|| Error::invalid("microns_per_pixel must be positive for a pixel buffer"))?;
@@ -403,37 +407,16 @@ pub unsafe extern "C" fn spahgc_predict_pixels(
         let out = ffi::output(out, "out")?;
         let pixels = unsafe { std::slice::from_raw_parts(pixels, pixels_len) };
         let buffer = PixelBuffer { pixels, width, height, stride, format };
+        buffer.check().map_err(|e| match e {
+            BufferError::TooShort { .. } => Error::new(spahgc_status::BufferTooSmall, e.to_string()),
+            _ => Error::invalid(e.to_string()),
+        })?;
         let origin = (origin_x, origin_y);
         let prediction =
             unsafe { with_request(request, |r| engine.engine.predict_pixels(&buffer, origin, &options, r)) }?;
         unsafe { *out = spahgc_result::new(prediction).into_raw() };
         Ok(())
     })
-}
-
-/// Refuses a buffer whose sizes are zero, overflow, or do not fit in its bytes.
-fn check_buffer(len: usize, width: u32, height: u32, stride: usize, bytes_per_pixel: usize) -> Result<(), Error> {
-    if width == 0 || height == 0 || len == 0 {
-        return Err(Error::invalid(format!(
-            "the pixel buffer is {width} x {height} pixels in {len} bytes: sizes must be positive"
-        )));
-    }
-    if len > isize::MAX as usize {
-        return Err(Error::invalid(format!("pixels_len {len} is more than a buffer can hold")));
-    }
-    let row = (width as usize).checked_mul(bytes_per_pixel).filter(|&row| row <= stride);
-    let needed = row.and_then(|row| stride.checked_mul(height as usize - 1)?.checked_add(row));
-    match (row, needed) {
-        (None, _) => Err(Error::invalid(format!(
-            "stride {stride} is less than a row of {width} pixels of {bytes_per_pixel} bytes"
-        ))),
-        (_, None) => Err(Error::invalid(format!("{height} rows {stride} bytes apart overflow the address space"))),
-        (_, Some(needed)) if needed > len => Err(Error::new(
-            spahgc_status::BufferTooSmall,
-            format!("{height} rows {stride} bytes apart need {needed} bytes, pixels_len is {len}"),
-        )),
-        _ => Ok(()),
-    }
 }
 
 fn checked_region(r: &spahgc_region) -> Result<Region, Error> {

@@ -32,7 +32,7 @@ use spahgc_encoder::{EncoderOptions, LazyEncoder};
 use spahgc_model::{GraphInputs, ModelError, SpaHgc};
 
 pub use grid::Region;
-pub use spahgc_slide::{PixelBuffer, PixelFormat};
+pub use spahgc_slide::{BufferError, PixelBuffer, PixelFormat};
 
 use grid::{Grid, GridSpots, MARGIN_SPOTS};
 use memory::{SpotEntry, SpotKey, SpotMemory};

@@ -58,6 +58,47 @@ pub struct PixelBuffer<'a> {
     pub format: PixelFormat,
 }
 
+/// What is wrong with a pixel buffer's layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BufferError {
+    #[error("{width} x {height} pixels: sizes must be positive")]
+    Empty { width: u32, height: u32 },
+    #[error("{width} x {height} pixels is more than the {MAX_BUFFER_PIXELS}-pixel limit")]
+    TooLarge { width: u32, height: u32 },
+    #[error("stride {stride} bytes is less than a row of {width} {format:?} pixels ({row} bytes)")]
+    StrideTooSmall { stride: usize, width: u32, format: PixelFormat, row: usize },
+    #[error("{height} rows {stride} bytes apart are more bytes than can be addressed")]
+    RowsOverflow { height: u32, stride: usize },
+    #[error("{len} bytes for {height} rows of stride {stride} (at least {needed} needed)")]
+    TooShort { len: usize, height: u32, stride: usize, needed: usize },
+}
+
+impl PixelBuffer<'_> {
+    /// Checks the layout: non-empty, within [`MAX_BUFFER_PIXELS`], `stride` ≥ `width` × bytes
+    /// per pixel, and enough bytes for every row (the last one needs no padding).
+    pub fn check(&self) -> Result<(), BufferError> {
+        let PixelBuffer { pixels, width, height, stride, format } = *self;
+        if width == 0 || height == 0 {
+            return Err(BufferError::Empty { width, height });
+        }
+        if u64::from(width) * u64::from(height) > MAX_BUFFER_PIXELS {
+            return Err(BufferError::TooLarge { width, height });
+        }
+        let row = width as usize * format.bytes_per_pixel();
+        if stride < row {
+            return Err(BufferError::StrideTooSmall { stride, width, format, row });
+        }
+        let needed = stride.checked_mul(height as usize - 1).and_then(|n| n.checked_add(row));
+        match needed {
+            None => Err(BufferError::RowsOverflow { height, stride }),
+            Some(needed) if pixels.len() < needed => {
+                Err(BufferError::TooShort { len: pixels.len(), height, stride, needed })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 /// A pixel buffer converted to RGB and placed with its top-left corner at `origin` of the
 /// slide's pixel plane. Only the buffer can be read; anything outside it reads as white glass.
 pub struct BufferSlide {
@@ -67,35 +108,16 @@ pub struct BufferSlide {
 }
 
 impl BufferSlide {
-    /// Checks the buffer's geometry (non-empty, `stride` ≥ `width` × bytes per pixel, enough
-    /// bytes for every row, within [`MAX_BUFFER_PIXELS`]) and converts it to RGB. `name` stands
-    /// for the buffer in messages.
+    /// Checks the buffer ([`PixelBuffer::check`]) and its origin, and converts it to RGB.
+    /// `name` stands for the buffer in messages.
     pub fn new(name: &str, buffer: &PixelBuffer, origin: (u64, u64)) -> Result<Self, SlideError> {
         let bad = |reason: String| SlideError::BadRegion(format!("pixel buffer {name}: {reason}"));
+        buffer.check().map_err(|e| bad(e.to_string()))?;
         let PixelBuffer { pixels, width, height, stride, format } = *buffer;
-        if width == 0 || height == 0 {
-            return Err(bad(format!("{width} x {height} pixels: sizes must be positive")));
-        }
-        if u64::from(width) * u64::from(height) > MAX_BUFFER_PIXELS {
-            return Err(bad(format!("{width} x {height} pixels is more than the {MAX_BUFFER_PIXELS}-pixel limit")));
-        }
-        let row = width as usize * format.bytes_per_pixel();
-        if stride < row {
-            return Err(bad(format!(
-                "stride {stride} bytes is less than a row of {width} {format:?} pixels ({row} bytes)"
-            )));
-        }
-        let needed = stride.checked_mul(height as usize - 1).and_then(|n| n.checked_add(row));
-        if needed.is_none_or(|n| pixels.len() < n) {
-            return Err(bad(format!(
-                "{} bytes for {height} rows of stride {stride} (at least {} needed)",
-                pixels.len(),
-                needed.map_or("more than addressable".into(), |n| n.to_string())
-            )));
-        }
         if origin.0.checked_add(u64::from(width)).is_none() || origin.1.checked_add(u64::from(height)).is_none() {
             return Err(bad(format!("origin {origin:?} puts the buffer beyond the largest coordinate")));
         }
+        let row = width as usize * format.bytes_per_pixel();
         let bpp = format.bytes_per_pixel();
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
         for y in 0..height as usize {
