@@ -266,11 +266,12 @@ impl Engine {
         self.memory.clear();
     }
 
-    /// The genes a request asks for (default: all), each checked against the bundle's.
-    fn requested_genes(&self, request: &Request) -> Result<Vec<String>, EngineError> {
+    /// The genes a request asks for (default: all) and their columns, each checked against the
+    /// bundle's.
+    fn requested_genes(&self, request: &Request) -> Result<(Vec<String>, Vec<usize>), EngineError> {
         let genes = request.genes.map_or_else(|| self.genes().to_vec(), <[String]>::to_vec);
-        self.gene_columns(&genes)?;
-        Ok(genes)
+        let columns = self.gene_columns(&genes)?;
+        Ok((genes, columns))
     }
 
     /// The grid pitch at `microns_per_pixel`, in level-0 pixels.
@@ -298,13 +299,22 @@ impl Engine {
         options: &RegionOptions,
         request: &Request,
     ) -> Result<RegionPrediction, EngineError> {
-        let context = self.slides.get(slide)?;
+        let (context, mpp) = self.open_slide(slide, options.microns_per_pixel)?;
+        self.predict_grid(&context, &format!("slide {}", slide.display()), mpp, options, request)
+    }
+
+    /// The open slide at `slide` and its level-0 resolution: `given`, else the slide's metadata.
+    /// A given resolution is checked before the slide is opened (decoding can take a while).
+    fn open_slide(&self, slide: &Path, given: Option<f64>) -> Result<(Arc<SlideContext>, f64), EngineError> {
         let source = format!("slide {}", slide.display());
-        let mpp = options
-            .microns_per_pixel
+        if let Some(mpp) = given {
+            check_resolution(&source, mpp)?;
+        }
+        let context = self.slides.get(slide)?;
+        let mpp = given
             .or(context.slide.microns_per_pixel())
             .ok_or_else(|| EngineError::Input(format!("{source} records no resolution: give its µm per pixel")))?;
-        self.predict_grid(&context, &source, mpp, options, request)
+        Ok((context, mpp))
     }
 
     /// Expression predicted for the grid spots of pixels a host holds, whose top-left corner is
@@ -334,7 +344,6 @@ impl Engine {
         options: &RegionOptions,
         request: &Request,
     ) -> Result<RegionPrediction, EngineError> {
-        check_resolution(source, mpp)?;
         let mask = context.mask()?;
         let grid = Grid {
             bounds: context.bounds,
@@ -347,7 +356,7 @@ impl Engine {
         let mut prediction = match returned.is_empty() {
             // Glass only, or a region too small to hold a grid centre: nothing to predict.
             true => {
-                let genes = self.requested_genes(request)?;
+                let (genes, _) = self.requested_genes(request)?;
                 let expression = Array2::zeros((0, genes.len()));
                 Prediction { genes, expression, stats: RequestStats::default() }
             }
@@ -391,13 +400,7 @@ impl Engine {
                 self.max_spots
             )));
         }
-        if let Some(mpp) = microns_per_pixel {
-            check_resolution(&source, mpp)?;
-        }
-        let context = self.slides.get(slide)?;
-        let mpp = microns_per_pixel
-            .or(context.slide.microns_per_pixel())
-            .ok_or_else(|| EngineError::Input(format!("{source} records no resolution: give its µm per pixel")))?;
+        let (context, mpp) = self.open_slide(slide, microns_per_pixel)?;
         let groups = [centres.to_vec()];
         let spots = Spots { centres, group_of: &vec![0; centres.len()], groups: &groups };
         self.predict(&context, mpp, &spots, exclude_section, request)
@@ -415,8 +418,7 @@ impl Engine {
         let start = Instant::now();
         let model: &SpaHgc = self.bundle.model();
         let config = model.config();
-        let genes = self.requested_genes(request)?;
-        let columns = self.gene_columns(&genes)?;
+        let (genes, columns) = self.requested_genes(request)?;
         let mut stats = RequestStats { spots: spots.centres.len(), ..Default::default() };
 
         let entries = self.embed(context, mpp, spots, request, &mut stats)?;

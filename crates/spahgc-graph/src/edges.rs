@@ -94,11 +94,11 @@ pub fn knn_edges_by(n: usize, k: usize, distance: impl Fn(usize, usize) -> f32) 
     let k = k.min(n.saturating_sub(1));
     let order = |x: &(f32, usize), y: &(f32, usize)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
     let mut edges = Vec::with_capacity(n * k);
+    if k == 0 {
+        return edges;
+    }
     for i in 0..n {
         let mut near: Vec<(f32, usize)> = (0..n).filter(|&j| j != i).map(|j| (distance(i, j), j)).collect();
-        if k == 0 {
-            continue;
-        }
         if k < near.len() {
             near.select_nth_unstable_by(k - 1, order);
             near.truncate(k);

@@ -1,7 +1,7 @@
 //! `spahgc bench viewport`: a user panning over a slide, one prediction per viewport, with
 //! cold and warm caches, against the bare encoder's throughput measured in the same run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,7 +10,7 @@ use ndarray::Axis;
 use spahgc_datasets::her2st;
 use spahgc_encoder::{Encoder, to_tensor};
 use spahgc_engine::{Engine, EngineOptions, Region, RegionOptions, Request, RequestStats};
-use spahgc_slide::PatchGeometry;
+use spahgc_slide::{PatchGeometry, Slide};
 
 use crate::embed::EncoderArgs;
 use crate::output::Output;
@@ -57,7 +57,9 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
     let disk = spahgc_cache::EmbeddingCache::open(scratch.path(), u64::MAX)?;
     let options = EngineOptions { encoder: args.encoder.options(), cache: Some(disk.clone()), ..Default::default() };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
-    let (width, height) = spahgc_slide::open(&slide)?.dimensions();
+    // Opened here for its size and the bare encoder's patches; the engine opens its own.
+    let opened = spahgc_slide::open(&slide)?;
+    let (width, height) = opened.dimensions();
     let pitch = engine.bundle().manifest().grid.spot_pitch_um / mpp;
     let viewports = pan(args.steps, args.spots, pitch, (width as f64, height as f64))?;
     let request =
@@ -86,7 +88,7 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
 
     // The bare encoder on patches of the first viewport, cut beforehand: only inference timed.
     let encoder = Encoder::load(&engine.bundle().encoder_dir(), args.encoder.options())?;
-    let raw = raw_patches_per_s(&encoder, &slide, mpp, &cold[0].centres)?;
+    let raw = raw_patches_per_s(&encoder, opened.as_ref(), mpp, &cold[0].centres)?;
     let encoded: usize = cold.iter().map(|s| s.stats.encoded).sum();
     let cold_rate = encoded as f64 / cold_s;
     // The first step: a whole viewport with nothing cached.
@@ -180,11 +182,10 @@ fn shares(steps: &[Step]) -> [f64; 4] {
 }
 
 /// Patches per second of the bare encoder on the patches at `centres`.
-fn raw_patches_per_s(encoder: &Encoder, slide: &Path, mpp: f64, centres: &[(f64, f64)]) -> anyhow::Result<f64> {
+fn raw_patches_per_s(encoder: &Encoder, slide: &dyn Slide, mpp: f64, centres: &[(f64, f64)]) -> anyhow::Result<f64> {
     let manifest = encoder.manifest();
     let geometry = PatchGeometry { field_of_view_um: manifest.field_of_view_um, size_px: manifest.input_size };
-    let opened = spahgc_slide::open(slide)?;
-    let tensor = to_tensor(&geometry.extract_many(opened.as_ref(), mpp, centres)?, manifest)?;
+    let tensor = to_tensor(&geometry.extract_many(slide, mpp, centres)?, manifest)?;
     let batches: Vec<_> = tensor.axis_chunks_iter(Axis(0), encoder.batch_size()).collect();
     encoder.run(batches[0])?; // warm-up
     let mut best = f64::MAX;
