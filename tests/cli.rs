@@ -148,6 +148,69 @@ fn bad_input_is_named_and_changes_nothing() {
 }
 
 #[test]
+fn batch_predictions_split_into_shards_skip_finished_work_and_exit_by_cause() {
+    let (Some(data), Some(bundle)) = (her2st(), spahgc_testbundle::small()) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let image = data.join("ST-imgs/C3.jpg");
+    let base = ["predict", "--bundle", bundle.to_str().unwrap(), "--slide", image.to_str().unwrap(), "--mpp", "0.69"];
+    let predict = |extra: &[&str]| spahgc(&[&base[..], extra, &["--json", "--quiet"]].concat(), &cache);
+    let plan = ok(&predict(&["--plan"]));
+    assert!(plan["blocks"].as_u64().unwrap() >= 3, "{plan}");
+
+    let whole = tmp.path().join("whole");
+    let summary = ok(&predict(&["--out", whole.to_str().unwrap()]));
+    assert_eq!(
+        (&summary["status"], &summary["skipped"], &summary["spots"]),
+        (&"ok".into(), &false.into(), &plan["spots"])
+    );
+    let rows = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("expression.csv")).unwrap().lines().skip(1).map(String::from).collect()
+    };
+    let written = std::fs::metadata(whole.join("expression.csv")).unwrap().modified().unwrap();
+    // The same request again finds its outputs and leaves them; --force predicts again.
+    let again = ok(&predict(&["--out", whole.to_str().unwrap(), "--threads", "1"]));
+    assert_eq!(again["skipped"], true);
+    assert_eq!(std::fs::metadata(whole.join("expression.csv")).unwrap().modified().unwrap(), written);
+    assert_eq!(ok(&predict(&["--out", whole.to_str().unwrap(), "--force"]))["skipped"], false);
+
+    // Three shards, rows concatenated in order, are the whole prediction.
+    let mut joined = Vec::new();
+    for i in 0..3 {
+        let dir = tmp.path().join(format!("shard-{i}"));
+        let shard = ok(&predict(&["--out", dir.to_str().unwrap(), "--shard", &format!("{i}/3"), "--threads", "1"]));
+        assert_eq!(shard["shard"], format!("{i}/3"));
+        joined.extend(rows(&dir));
+    }
+    assert_eq!(joined, rows(&whole));
+
+    // Each cause of failure has its exit code and a one-line JSON summary on stdout.
+    let corrupt = tmp.path().join("corrupt.svs");
+    std::fs::write(&corrupt, b"II*\0 not really a TIFF").unwrap();
+    let out = tmp.path().join("failed");
+    let attempt = |slide: &Path, extra: &[&str]| {
+        let args = ["predict", "--bundle", bundle.to_str().unwrap(), "--slide", slide.to_str().unwrap()];
+        spahgc(&[&args[..], &["--out", out.to_str().unwrap(), "--json"], extra].concat(), &cache)
+    };
+    let cases: [(&Path, &[&str], i32, &str); 6] = [
+        (&tmp.path().join("missing.svs"), &[], 3, "missing.svs"),
+        (&corrupt, &[], 3, "corrupt.svs"),
+        (&image, &["--mpp", "0.69", "--shard", "0/0"], 2, "at least 1"),
+        (&image, &["--mpp", "0.69", "--shard", "5/3"], 2, "must be below 3"),
+        (&image, &["--mpp", "0.69", "--region", "0,0,1e6,10"], 2, "outside slide"),
+        (&image, &["--mpp", "0.69", "--threads", "0"], 2, "--threads must be at least 1"),
+    ];
+    for (slide, extra, code, named) in cases {
+        let output = attempt(slide, extra);
+        assert_eq!(output.status.code(), Some(code), "{extra:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!((&summary["status"], &summary["exit_code"]), (&"error".into(), &code.into()));
+        assert!(summary["error"].as_str().unwrap().contains(named), "{summary}");
+    }
+    assert!(!out.exists(), "a failed run writes nothing");
+}
+
+#[test]
 fn evaluation_reports_every_method_and_is_deterministic() {
     let Some(data) = her2st() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -327,7 +390,7 @@ fn check_outputs(out: &Path, summary: &serde_json::Value, spots: usize, genes: u
     for h in heatmaps {
         assert!(std::fs::read(h).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"), "{}", h.display());
     }
-    let mut listed: Vec<String> = files.iter().map(name).collect();
+    let mut listed: Vec<String> = files.iter().map(name).chain(["run.json".to_string()]).collect();
     let mut present: Vec<String> =
         std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     listed.sort();

@@ -13,6 +13,7 @@ use spahgc_datasets::her2st;
 use spahgc_embed::{Embedded, Origin, SlideSpots, SpotEmbedder};
 use spahgc_encoder::{BackendKind, Device, EncoderOptions, LazyEncoder};
 
+use crate::failure::BadInput;
 use crate::output::Output;
 
 /// Which encoder runs, and where.
@@ -30,7 +31,7 @@ pub struct EncoderArgs {
     /// Patches per inference call.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Inference threads (ONNX Runtime's default when unset).
+    /// Threads to compute with: the encoder's and the network's (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -53,6 +54,16 @@ impl EncoderArgs {
             batch_size: self.batch_size,
             threads: self.threads,
         }
+    }
+
+    /// Holds the network's thread pool (rayon's, shared by the matrix products) to --threads;
+    /// call before any computation.
+    pub fn limit_threads(&self) -> anyhow::Result<()> {
+        let Some(threads) = self.threads else { return Ok(()) };
+        if threads == 0 {
+            return Err(BadInput("--threads must be at least 1".into()).into());
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("setting up the thread pool")
     }
 
     /// Opens the chosen encoder; its model loads when first needed.

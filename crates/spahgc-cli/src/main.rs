@@ -6,6 +6,7 @@ mod bundle;
 mod cache;
 mod embed;
 mod eval;
+mod failure;
 mod heatmap;
 mod memory;
 mod output;
@@ -20,9 +21,13 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: memory::CountingAllocator = memory::CountingAllocator;
 
+/// How `spahgc` exits (see [`failure::Failure`]).
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 internal error; 2 bad input (arguments, region, resolution, \
+                          genes, bundle, data files); 3 unreadable slide (missing, not a slide, corrupt).";
+
 /// Spatial gene expression from H&E images (SpaHGC).
 #[derive(Parser)]
-#[command(name = "spahgc", version, about)]
+#[command(name = "spahgc", version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// Print nothing but errors (and the --json summary).
     #[arg(long, global = true)]
@@ -50,6 +55,7 @@ enum Command {
     /// Train SpaHGC on sections with measured expression into a model bundle.
     Train(train::TrainArgs),
     /// Predict expression for the spots of a her2st section or a slide region with a bundle.
+    #[command(after_help = EXIT_CODES)]
     Predict(predict::PredictArgs),
     /// Model bundles.
     #[command(subcommand)]
@@ -73,10 +79,31 @@ fn no_elementwise_thread_pool() {
     }
 }
 
+/// Exits on arguments the parser refused (help and version requests print and exit 0); with
+/// `--json` among them, the one-line failure summary goes to stdout as for any failure.
+fn refuse_arguments(error: clap::Error) -> std::process::ExitCode {
+    if !error.use_stderr() {
+        error.exit();
+    }
+    let _ = error.print();
+    if std::env::args().any(|a| a == "--json") {
+        let rendered = error.render().to_string();
+        let message = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ");
+        let kind = failure::Failure::BadInput;
+        let json =
+            serde_json::json!({"status": "error", "exit_code": kind as u8, "kind": kind.kind(), "error": message});
+        println!("{json}");
+    }
+    std::process::ExitCode::from(failure::Failure::BadInput as u8)
+}
+
 fn main() -> std::process::ExitCode {
     memory::keep_freed_pages();
     no_elementwise_thread_pool();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refuse_arguments(e),
+    };
     let out = output::Output::new(cli.quiet, cli.json);
     let result = match cli.command {
         Command::Panel(args) => panel::run(args, &out),
@@ -92,8 +119,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let failure = failure::Failure::of(&e);
+            out.report_failure(&e, failure);
+            std::process::ExitCode::from(failure as u8)
         }
     }
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::failure::Failure;
+
 /// Output settings shared by every command.
 pub struct Output {
     quiet: bool,
@@ -41,6 +43,25 @@ impl Output {
         bar
     }
 
+    /// Tells how a command failed: the error on stderr and, with `--json`, a one-line summary
+    /// (`status`, `exit_code`, `kind`, `error`) where the success summary would have gone.
+    pub fn report_failure(&self, error: &anyhow::Error, failure: Failure) {
+        let message = describe(error);
+        eprintln!("error: {message}");
+        let json = serde_json::json!({
+            "status": "error", "exit_code": failure as u8, "kind": failure.kind(), "error": message,
+        });
+        match &self.json {
+            Some(_) if self.json_to_stdout() => println!("{json}"),
+            Some(path) => {
+                if let Err(e) = spahgc_core::write_atomically(path, |w| writeln!(w, "{json:#}")) {
+                    eprintln!("error: writing {}: {e}", path.display());
+                }
+            }
+            None => {}
+        }
+    }
+
     /// Prints a result: human lines on stdout, or the JSON summary with `--json`; with
     /// `--json FILE`, the human lines and the JSON written (atomically) to FILE.
     pub fn report(&self, human: &str, json: serde_json::Value) -> anyhow::Result<()> {
@@ -58,4 +79,19 @@ impl Output {
         }
         Ok(())
     }
+}
+
+/// An error and its causes, joined by `: `, each cause left out when the message before it
+/// already quotes it (errors that print their source as part of their own message).
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !message.ends_with(&cause) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&cause);
+        }
+    }
+    message
 }

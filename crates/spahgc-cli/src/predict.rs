@@ -1,14 +1,18 @@
 //! `spahgc predict`: expression for the spots of a her2st section or a region of a slide.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use sha2::{Digest, Sha256};
 use spahgc_anndata::{AnnData, Column};
+use spahgc_core::Section;
 use spahgc_datasets::her2st;
-use spahgc_engine::{Engine, EngineOptions, Prediction, Region, RegionOptions, Request};
+use spahgc_engine::{BlockPlan, Engine, EngineOptions, Prediction, Region, RegionOptions, Request, Shard};
 
 use crate::embed::{CacheArgs, EncoderArgs};
+use crate::failure::{BadInput, bad_input};
 use crate::heatmap::{SpotLayout, thumbnail, write_heatmap};
 use crate::output::Output;
 
@@ -18,6 +22,8 @@ const DEFAULT_BUNDLE: &str = "bundles/default";
 const EXPRESSION_FILE: &str = "expression.csv";
 const DETECTIONS_FILE: &str = "detections.geojson";
 const ANNDATA_FILE: &str = "expression.h5ad";
+/// The request's identity and the run's summary, written last.
+const RUN_FILE: &str = "run.json";
 /// What the predicted values are.
 const UNITS: &str = "ln(1 + counts per 10k), predicted by SpaHGC";
 /// Heatmaps drawn when no genes are requested: the genes whose predictions vary most.
@@ -39,7 +45,8 @@ pub struct PredictArgs {
     /// A slide: predict the spots of the bundle's grid that lie in --region.
     #[arg(long, required_unless_present = "her2st")]
     slide: Option<PathBuf>,
-    /// Region x,y,width,height in level-0 pixels (default: the whole slide).
+    /// Region x,y,width,height in level-0 pixels (default: the whole slide). Regions larger than
+    /// 16 × 16 grid spots are predicted in blocks of that size, each with its own margin.
     #[arg(long, value_delimiter = ',', value_name = "X,Y,W,H")]
     region: Option<Vec<f64>>,
     /// Resolution of --slide in µm/px, when its metadata lacks it.
@@ -51,11 +58,22 @@ pub struct PredictArgs {
     /// Genes to write (comma-separated); default: every gene of the bundle.
     #[arg(long, value_delimiter = ',')]
     genes: Option<Vec<String>>,
-    /// Output directory (expression.csv, expression.h5ad, detections.geojson, heatmap-<gene>.png
-    /// for the genes asked for, or the three most variable). It appears complete or not at all;
-    /// an earlier one is replaced.
+    /// Predict part I (from 0) of N of the region's blocks, about 1/N of its spots: the outputs
+    /// of parts 0..N, rows concatenated in order, are the unsplit prediction exactly.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Print how the region splits (spots, blocks) and write nothing.
     #[arg(long)]
-    out: PathBuf,
+    plan: bool,
+    /// Output directory (expression.csv, expression.h5ad, detections.geojson, heatmap-<gene>.png
+    /// for the genes asked for, or the three most variable, and run.json). It appears complete
+    /// or not at all; one left by the same request (bundle, slide, region, resolution, genes,
+    /// shard) is kept as it is, any other replaced.
+    #[arg(long, required_unless_present = "plan")]
+    out: Option<PathBuf>,
+    /// Predict again even when --out holds this request's outputs.
+    #[arg(long)]
+    force: bool,
     /// Most spots one request may hold (margin included); a larger region is refused up front.
     #[arg(long, default_value_t = EngineOptions::default().max_spots)]
     max_spots: u64,
@@ -63,6 +81,23 @@ pub struct PredictArgs {
     encoder: EncoderArgs,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// What to predict.
+enum Target {
+    /// A her2st section's measured spots.
+    Section(Section),
+    /// The grid spots of a region of a slide (or of a section's image).
+    Grid { slide: PathBuf, options: RegionOptions },
+}
+
+impl Target {
+    fn slide(&self) -> anyhow::Result<&Path> {
+        match self {
+            Target::Section(section) => section.image.as_deref().context("her2st sections have images"),
+            Target::Grid { slide, .. } => Ok(slide),
+        }
+    }
 }
 
 /// Predicted spots: the slide, ids, centres and diameter in level-0 pixels, tissue flags.
@@ -75,8 +110,12 @@ struct Spots {
 }
 
 pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if args.encoder.encoder.is_some() {
+        bad_input!("predict runs the bundle's own encoder: drop --encoder");
+    }
+    args.encoder.limit_threads()?;
     let bundle = bundle_dir(args.bundle.as_ref())?;
-    anyhow::ensure!(args.encoder.encoder.is_none(), "predict runs the bundle's own encoder: drop --encoder");
     let options = EngineOptions {
         encoder: args.encoder.options(),
         cache: args.cache.open()?,
@@ -85,97 +124,187 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
         ..Default::default()
     };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
+    let target = target(&args)?;
+    if args.plan {
+        return plan(&engine, &target, out);
+    }
+    let Some(out_dir) = &args.out else { bad_input!("give --out DIR") };
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let request_id = request_identity(&engine, &target, &args, shard)?;
+    let run_file = out_dir.join(RUN_FILE);
+    if !args.force
+        && let Some(mut summary) = finished_run(&run_file, &request_id)
+    {
+        summary["skipped"] = true.into();
+        let human = format!("{} holds this request's predictions already: nothing to do", out_dir.display());
+        return out.report(&human, summary);
+    }
+
     let request = Request { genes: args.genes.as_deref(), ..Default::default() };
+    let (spots, prediction) = predict(&engine, &target, shard, &request)?;
+    let drawn: Vec<usize> = match (&args.genes, spots.ids.is_empty()) {
+        (_, true) => vec![],
+        (Some(genes), false) => (0..genes.len()).collect(),
+        (None, false) => most_variable(&prediction.expression, DEFAULT_HEATMAPS),
+    };
+    let provenance = format!("bundle {}, slide {}", bundle.display(), spots.slide.display());
+    let mut heatmaps = Vec::new();
+    let mut summary = serde_json::Value::Null;
+    spahgc_core::write_dir_atomically(out_dir, |dir| -> anyhow::Result<()> {
+        write_csv(&dir.join(EXPRESSION_FILE), &spots, &prediction)?;
+        let geojson = serde_json::to_vec(&qupath_detections(&spots, &prediction))?;
+        std::fs::write(dir.join(DETECTIONS_FILE), geojson)?;
+        write_anndata(&dir.join(ANNDATA_FILE), &spots, &prediction, &provenance)?;
+        if !drawn.is_empty() {
+            let slide = spahgc_slide::open(&spots.slide)?;
+            let layout = SpotLayout { centres: &spots.centres, diameter_px: spots.diameter_px };
+            let (base, rect) = thumbnail(slide.as_ref(), &layout)?;
+            for &g in &drawn {
+                let column = prediction.expression.column(g);
+                heatmaps.push(write_heatmap(&base, rect, &layout, &prediction.genes[g], column, dir)?);
+            }
+        }
+        let files: Vec<PathBuf> = [EXPRESSION_FILE, ANNDATA_FILE, DETECTIONS_FILE]
+            .iter()
+            .map(|f| out_dir.join(f))
+            .chain(heatmaps.iter().map(|h| out_dir.join(&h.file)))
+            .collect();
+        summary = serde_json::json!({
+            "status": "ok", "skipped": false, "bundle": bundle, "slide": spots.slide,
+            "shard": format!("{}/{}", shard.index(), shard.count()), "spots": spots.ids.len(),
+            "in_tissue": spots.in_tissue.iter().filter(|&&t| t).count(), "genes": prediction.genes.len(),
+            "seconds": started.elapsed().as_secs_f64(), "out": out_dir, "files": files,
+        });
+        let run = serde_json::json!({"request": request_id, "summary": summary});
+        std::fs::write(dir.join(RUN_FILE), serde_json::to_vec_pretty(&run)?)?;
+        Ok(())
+    })
+    .with_context(|| format!("writing the predictions to {}", out_dir.display()))?;
+    let scales: Vec<String> = heatmaps.iter().map(|h| format!("{} {:.2}–{:.2}", h.gene, h.min, h.max)).collect();
+    let human = format!(
+        "predicted {} genes for {} spots of {}; wrote {EXPRESSION_FILE}, {ANNDATA_FILE}, {DETECTIONS_FILE} and {} \
+         heatmaps ({}) in {}",
+        prediction.genes.len(),
+        spots.centres.len(),
+        spots.slide.display(),
+        heatmaps.len(),
+        scales.join(", "),
+        out_dir.display()
+    );
+    out.report(&human, summary)
+}
+
+/// What the arguments ask to predict.
+fn target(args: &PredictArgs) -> anyhow::Result<Target> {
     let region = match args.region.as_deref() {
         Some(&[x, y, width, height]) => Some(Region { x, y, width, height }),
-        Some(other) => anyhow::bail!("--region takes x,y,width,height; got {} values", other.len()),
+        Some(other) => bad_input!("--region takes x,y,width,height; got {} values", other.len()),
         None => None,
     };
-    let section = match (&args.her2st, &args.section) {
-        (Some(dir), Some(name)) => Some(her2st::load(dir, name)?),
-        _ => None,
+    let tissue_only = !args.keep_background;
+    match (&args.her2st, &args.section, &args.slide) {
+        (Some(dir), Some(name), _) => {
+            let section = her2st::load(dir, name)?;
+            match region {
+                None if args.shard.is_some() => {
+                    bad_input!("--shard splits the grid spots of a region: with --section, give --region too")
+                }
+                None => Ok(Target::Section(section)),
+                Some(_) => {
+                    let slide = section.image.clone().context("her2st sections have images")?;
+                    let options = RegionOptions { region, microns_per_pixel: section.microns_per_pixel, tissue_only };
+                    Ok(Target::Grid { slide, options })
+                }
+            }
+        }
+        (None, None, Some(slide)) => {
+            let options = RegionOptions { region, microns_per_pixel: args.mpp, tissue_only };
+            Ok(Target::Grid { slide: slide.clone(), options })
+        }
+        _ => bad_input!("give --her2st DIR --section S, or --slide FILE"),
+    }
+}
+
+/// Prints how the target splits into blocks.
+fn plan(engine: &Engine, target: &Target, out: &Output) -> anyhow::Result<()> {
+    let plan = match target {
+        Target::Section(section) => BlockPlan { spots: section.spots.len(), blocks: 1 },
+        Target::Grid { slide, options } => engine.plan_region(slide, options)?,
     };
-    let (spots, prediction) = match (&section, &args.slide) {
-        // A section's measured spots.
-        (Some(section), _) if region.is_none() => {
-            let slide = section.image.clone().context("her2st sections have images")?;
+    let slide = target.slide()?;
+    out.report(
+        &format!("{}: {} spots in {} blocks", slide.display(), plan.spots, plan.blocks),
+        serde_json::json!({"status": "ok", "slide": slide, "spots": plan.spots, "blocks": plan.blocks}),
+    )
+}
+
+/// The target's spots and their predicted expression.
+fn predict(engine: &Engine, target: &Target, shard: Shard, request: &Request) -> anyhow::Result<(Spots, Prediction)> {
+    let slide = target.slide()?.to_path_buf();
+    match target {
+        Target::Section(section) => {
             let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
             let centres = section.centres();
             // The section's own spots, should the bank hold them, are no references for it.
-            let prediction = engine.predict_spots(&slide, Some(mpp), &centres, Some(&section.name), &request)?;
+            let prediction = engine.predict_spots(&slide, Some(mpp), &centres, Some(&section.name), request)?;
             let pitch_um = engine.bundle().manifest().grid.spot_pitch_um;
             let diameter_px = section.spot_diameter_px.unwrap_or(pitch_um / mpp / 2.0);
             let ids = section.spots.iter().map(|s| s.id.clone()).collect();
             // Measured spots lie under tissue.
             let in_tissue = vec![true; centres.len()];
-            (Spots { slide, ids, centres, diameter_px, in_tissue }, prediction)
+            Ok((Spots { slide, ids, centres, diameter_px, in_tissue }, prediction))
         }
-        // Grid spots of a region of a slide, or of a section's image.
-        (section, slide) => {
-            let (slide, mpp) = match (section, slide) {
-                (Some(s), _) => (s.image.clone().context("her2st sections have images")?, s.microns_per_pixel),
-                (None, Some(slide)) => (slide.clone(), args.mpp),
-                (None, None) => anyhow::bail!("give --her2st DIR --section S, or --slide FILE"),
-            };
-            let options = RegionOptions { region, microns_per_pixel: mpp, tissue_only: !args.keep_background };
-            let r = engine.predict_region(&slide, &options, &request)?;
+        Target::Grid { options, .. } => {
+            let r = engine.predict_region_in_blocks(&slide, options, shard, request)?;
             let spots =
                 Spots { slide, ids: r.ids, centres: r.centres, diameter_px: r.diameter_px, in_tissue: r.in_tissue };
-            (spots, r.prediction)
+            Ok((spots, r.prediction))
         }
-    };
+    }
+}
 
-    let drawn: Vec<usize> = match &args.genes {
-        Some(genes) => (0..genes.len()).collect(),
-        None => most_variable(&prediction.expression, DEFAULT_HEATMAPS),
-    };
-    let provenance = format!("bundle {}, slide {}", bundle.display(), spots.slide.display());
-    let mut heatmaps = Vec::new();
-    spahgc_core::write_dir_atomically(&args.out, |dir| -> anyhow::Result<()> {
-        write_csv(&dir.join(EXPRESSION_FILE), &spots, &prediction)?;
-        let geojson = serde_json::to_vec(&qupath_detections(&spots, &prediction))?;
-        std::fs::write(dir.join(DETECTIONS_FILE), geojson)?;
-        write_anndata(&dir.join(ANNDATA_FILE), &spots, &prediction, &provenance)?;
-        let slide = spahgc_slide::open(&spots.slide)?;
-        let layout = SpotLayout { centres: &spots.centres, diameter_px: spots.diameter_px };
-        let (base, rect) = thumbnail(slide.as_ref(), &layout)?;
-        for &g in &drawn {
-            let column = prediction.expression.column(g);
-            heatmaps.push(write_heatmap(&base, rect, &layout, &prediction.genes[g], column, dir)?);
+/// What makes two runs the same request: the spahgc version, the bundle's files, the slide's
+/// content (not its path), the spots asked for, genes and shard. Its SHA-256 goes in run.json.
+fn request_identity(engine: &Engine, target: &Target, args: &PredictArgs, shard: Shard) -> anyhow::Result<String> {
+    let spots = match target {
+        Target::Section(section) => {
+            let spots: Vec<_> = section.spots.iter().map(|s| (&s.id, s.x, s.y)).collect();
+            serde_json::json!({"section": section.name, "spots": spots})
         }
-        Ok(())
-    })
-    .with_context(|| format!("writing the predictions to {}", args.out.display()))?;
-    let scales: Vec<String> = heatmaps.iter().map(|h| format!("{} {:.2}–{:.2}", h.gene, h.min, h.max)).collect();
-    let files: Vec<PathBuf> = [EXPRESSION_FILE, ANNDATA_FILE, DETECTIONS_FILE]
-        .iter()
-        .map(|f| args.out.join(f))
-        .chain(heatmaps.iter().map(|h| args.out.join(&h.file)))
-        .collect();
-    out.report(
-        &format!(
-            "predicted {} genes for {} spots of {}; wrote {EXPRESSION_FILE}, {ANNDATA_FILE}, {DETECTIONS_FILE} and {} \
-             heatmaps ({}) in {}",
-            prediction.genes.len(),
-            spots.centres.len(),
-            spots.slide.display(),
-            heatmaps.len(),
-            scales.join(", "),
-            args.out.display()
-        ),
-        serde_json::json!({
-            "bundle": bundle, "slide": spots.slide, "spots": spots.centres.len(),
-            "genes": prediction.genes.len(), "out": args.out, "files": files,
+        Target::Grid { options, .. } => serde_json::json!({
+            "region": args.region, "microns_per_pixel": options.microns_per_pixel,
+            "tissue_only": options.tissue_only, "shard": [shard.index(), shard.count()],
         }),
-    )
+    };
+    let identity = serde_json::json!({
+        "spahgc": env!("CARGO_PKG_VERSION"),
+        "bundle": engine.bundle().manifest().files,
+        "slide": spahgc_slide::content_id(target.slide()?)?,
+        "spots": spots,
+        "genes": args.genes,
+    });
+    Ok(format!("{:x}", Sha256::digest(identity.to_string())))
+}
+
+/// The summary of the run recorded in `run_file` if it answered `request_id` and its files are
+/// all there.
+fn finished_run(run_file: &Path, request_id: &str) -> Option<serde_json::Value> {
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(run_file).ok()?).ok()?;
+    let dir = run_file.parent()?;
+    let summary = run.get("summary")?;
+    let files = summary.get("files")?.as_array()?;
+    let in_dir = |f: &str| Path::new(f).file_name().is_some_and(|name| dir.join(name).is_file());
+    let complete = files.iter().all(|f| f.as_str().is_some_and(in_dir));
+    (run.get("request")?.as_str()? == request_id && complete).then(|| summary.clone())
 }
 
 /// The bundle given, or the default one.
 pub fn bundle_dir(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
         Some(b) => Ok(b.clone()),
-        None => spahgc_encoder::locate::project_file(DEFAULT_BUNDLE)
-            .context("no default bundle: run scripts/demo.sh once (it trains one), or pass --bundle DIR"),
+        None => spahgc_encoder::locate::project_file(DEFAULT_BUNDLE).ok_or_else(|| {
+            BadInput("no default bundle: run scripts/demo.sh once (it trains one), or pass --bundle DIR".into()).into()
+        }),
     }
 }
 

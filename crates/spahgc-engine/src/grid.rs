@@ -18,6 +18,10 @@ const MIN_TISSUE: f64 = 0.25;
 /// Grid cells per side of a tile: the unit of embedding and of the on-disk cache, so a request
 /// next to an earlier one finds most of its spots already embedded.
 const TILE: u64 = 4;
+/// Grid cells per side of a block: a region larger than one block is predicted block by block,
+/// each a graph of its own with its own margin, about the size of the sections the model trained
+/// on (her2st sections hold 180–280 spots). Blocks start at the region's first cell.
+const BLOCK: u64 = 16;
 
 /// A rectangle in level-0 pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,8 +87,8 @@ pub(crate) struct Grid<'a> {
 }
 
 impl Grid<'_> {
-    /// The grid spots of `region` (default: all of `bounds`) and of its margin.
-    pub(crate) fn spots(&self, region: Option<Region>, source: &str) -> Result<GridSpots, EngineError> {
+    /// `region`, checked to be a non-empty part of `bounds`; `None`: all of `bounds`.
+    fn checked(&self, region: Option<Region>, source: &str) -> Result<Region, EngineError> {
         let bounds = Region::of(self.bounds);
         let r = region.unwrap_or(bounds);
         let finite = [r.x, r.y, r.width, r.height].iter().all(|v| v.is_finite());
@@ -94,6 +98,37 @@ impl Grid<'_> {
                 r.x, r.y, r.width, r.height, bounds.x, bounds.y, bounds.width, bounds.height
             )));
         }
+        Ok(r)
+    }
+
+    /// The blocks of `region` (default: all of `bounds`) that hold spots, row by row, each with
+    /// its number of spots: squares of [`BLOCK`] grid cells from the region's first cell, clipped
+    /// to the region, so every spot of the region lies in exactly one block.
+    pub(crate) fn blocks(&self, region: Option<Region>, source: &str) -> Result<Vec<(Region, usize)>, EngineError> {
+        let r = self.checked(region, source)?;
+        let (columns, rows) = (self.cells(r.x, r.width), self.cells(r.y, r.height));
+        let starts = |cells: &Range<u64>| (cells.start..cells.end).step_by(BLOCK as usize);
+        let mut blocks = Vec::new();
+        for top in starts(&rows) {
+            let bottom = (top + BLOCK).min(rows.end);
+            for left in starts(&columns) {
+                let right = (left + BLOCK).min(columns.end);
+                let spots = (top..bottom).flat_map(|j| (left..right).map(move |i| (i, j)));
+                let count = spots.filter(|&(i, j)| self.eligible(i, j).is_some()).count();
+                if count > 0 {
+                    let (x, y) = (left as f64 * self.pitch, top as f64 * self.pitch);
+                    let (w, h) = ((right - left) as f64 * self.pitch, (bottom - top) as f64 * self.pitch);
+                    blocks.push((Region { x, y, width: w, height: h }.clipped_to(r), count));
+                }
+            }
+        }
+        Ok(blocks)
+    }
+
+    /// The grid spots of `region` (default: all of `bounds`) and of its margin.
+    pub(crate) fn spots(&self, region: Option<Region>, source: &str) -> Result<GridSpots, EngineError> {
+        let bounds = Region::of(self.bounds);
+        let r = self.checked(region, source)?;
         let with_margin = r.grown(MARGIN_SPOTS * self.pitch).clipped_to(bounds);
         let (columns, rows) =
             (self.cells(with_margin.x, with_margin.width), self.cells(with_margin.y, with_margin.height));

@@ -180,6 +180,112 @@ pub struct RegionPrediction {
     pub prediction: Prediction,
 }
 
+impl std::ops::AddAssign for RequestStats {
+    fn add_assign(&mut self, other: Self) {
+        self.spots += other.spots;
+        self.from_memory += other.from_memory;
+        self.from_disk += other.from_disk;
+        self.encoded += other.encoded;
+        self.retrieved += other.retrieved;
+        self.embed_s += other.embed_s;
+        self.retrieval_s += other.retrieval_s;
+        self.graph_s += other.graph_s;
+        self.head_s += other.head_s;
+        self.total_s += other.total_s;
+    }
+}
+
+impl RegionPrediction {
+    /// Adds the spots of `other`, a prediction of the same genes on the same grid, after these.
+    fn append(&mut self, other: RegionPrediction) -> Result<(), EngineError> {
+        let (mine, theirs) = (&mut self.prediction, other.prediction);
+        mine.expression
+            .append(Axis(0), theirs.expression.view())
+            .map_err(|e| EngineError::Input(format!("joining the predictions of two blocks: {e} (an engine bug)")))?;
+        mine.stats += theirs.stats;
+        self.ids.extend(other.ids);
+        self.centres.extend(other.centres);
+        self.in_tissue.extend(other.in_tissue);
+        Ok(())
+    }
+}
+
+/// How [`Engine::predict_region_in_blocks`] splits a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPlan {
+    /// Grid spots to predict.
+    pub spots: usize,
+    /// Blocks that hold them, each predicted as one graph.
+    pub blocks: usize,
+}
+
+/// Part `index` (from 0) of `count` parts of a region predicted in blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u64,
+    count: u64,
+}
+
+impl Shard {
+    /// The whole region as one part.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Part `index` of `count`; refused unless `index < count`.
+    pub fn new(index: u64, count: u64) -> Result<Self, EngineError> {
+        match (index, count) {
+            (_, 0) => Err(EngineError::Input(format!("shard {index}/0: the number of shards must be at least 1"))),
+            (i, n) if i >= n => Err(EngineError::Input(format!(
+                "shard {i}/{n}: shards are numbered from 0, so the index must be below {n}"
+            ))),
+            (index, count) => Ok(Self { index, count }),
+        }
+    }
+
+    pub fn index(self) -> u64 {
+        self.index
+    }
+
+    pub fn count(self) -> u64 {
+        self.count
+    }
+
+    /// This part's blocks: blocks keep their order, and a block goes to the part in which its
+    /// first spot falls when the spots are cut into `count` equal runs.
+    fn blocks(self, blocks: &[(Region, usize)]) -> Vec<Region> {
+        let total = blocks.iter().map(|b| b.1 as u128).sum::<u128>().max(1);
+        let mut before = 0u128;
+        let mut mine = Vec::new();
+        for &(region, spots) in blocks {
+            if before * self.count as u128 / total == self.index as u128 {
+                mine.push(region);
+            }
+            before += spots as u128;
+        }
+        mine
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = EngineError;
+
+    /// `I/N`: part `I` (from 0) of `N`.
+    fn from_str(text: &str) -> Result<Self, EngineError> {
+        let bad = || EngineError::Input(format!("shard {text:?}: expected I/N, part I (from 0) of N, as 0/3"));
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        Shard::new(index.trim().parse().map_err(|_| bad())?, count.trim().parse().map_err(|_| bad())?)
+    }
+}
+
+/// A region of an open slide cut into blocks.
+struct RegionBlocks {
+    context: Arc<SlideContext>,
+    /// Names the slide in errors.
+    source: String,
+    mpp: f64,
+    /// The blocks that hold spots, and how many each holds.
+    blocks: Vec<(Region, usize)>,
+}
+
 /// Refuses a resolution that is not a positive number of µm per pixel.
 fn check_resolution(source: &str, microns_per_pixel: f64) -> Result<(), EngineError> {
     if microns_per_pixel.is_finite() && microns_per_pixel > 0.0 {
@@ -345,21 +451,12 @@ impl Engine {
         request: &Request,
     ) -> Result<RegionPrediction, EngineError> {
         let mask = context.mask()?;
-        let grid = Grid {
-            bounds: context.bounds,
-            pitch: self.pitch(mpp),
-            mask: options.tissue_only.then_some(mask),
-            max_cells: self.max_spots,
-        };
+        let grid = self.grid(context, mpp, options.tissue_only)?;
         let GridSpots { ids, centres, in_region, tile_of, tiles } = grid.spots(options.region, source)?;
         let returned: Vec<usize> = (0..ids.len()).filter(|&i| in_region[i]).collect();
         let mut prediction = match returned.is_empty() {
             // Glass only, or a region too small to hold a grid centre: nothing to predict.
-            true => {
-                let (genes, _) = self.requested_genes(request)?;
-                let expression = Array2::zeros((0, genes.len()));
-                Prediction { genes, expression, stats: RequestStats::default() }
-            }
+            true => self.no_prediction(request)?,
             false if centres.len() < 2 => {
                 return Err(EngineError::Input(format!(
                     "the region of {source} holds one spot of the grid, none around it; a graph needs at least two"
@@ -379,6 +476,66 @@ impl Engine {
             microns_per_pixel: mpp,
             prediction,
         })
+    }
+
+    /// How [`Engine::predict_region_in_blocks`] splits a region of the slide at `slide`.
+    pub fn plan_region(&self, slide: &Path, options: &RegionOptions) -> Result<BlockPlan, EngineError> {
+        let blocks = self.region_blocks(slide, options)?.blocks;
+        Ok(BlockPlan { spots: blocks.iter().map(|b| b.1).sum(), blocks: blocks.len() })
+    }
+
+    /// Expression predicted for the grid spots of a region of any size, block by block: the
+    /// region's grid cells in squares of 16 × 16 cells from its first cell, each predicted as
+    /// [`Engine::predict_region`] predicts a region (one graph, with its margin). Spots come
+    /// block by block, row by row. `shard` picks a contiguous run of blocks holding about
+    /// `1 / count` of the spots: the parts `0..count` of one region, concatenated in order, are
+    /// the whole region's prediction exactly.
+    pub fn predict_region_in_blocks(
+        &self,
+        slide: &Path,
+        options: &RegionOptions,
+        shard: Shard,
+        request: &Request,
+    ) -> Result<RegionPrediction, EngineError> {
+        let RegionBlocks { context, source, mpp, blocks } = self.region_blocks(slide, options)?;
+        let mut whole = RegionPrediction {
+            ids: vec![],
+            centres: vec![],
+            in_tissue: vec![],
+            diameter_px: self.pitch(mpp) / 2.0,
+            microns_per_pixel: mpp,
+            prediction: self.no_prediction(request)?,
+        };
+        for region in shard.blocks(&blocks) {
+            let options = RegionOptions { region: Some(region), ..*options };
+            whole.append(self.predict_grid(&context, &source, mpp, &options, request)?)?;
+        }
+        Ok(whole)
+    }
+
+    /// The open slide at `slide` and the blocks of a region of it that hold spots.
+    fn region_blocks(&self, slide: &Path, options: &RegionOptions) -> Result<RegionBlocks, EngineError> {
+        let (context, mpp) = self.open_slide(slide, options.microns_per_pixel)?;
+        let source = format!("slide {}", slide.display());
+        let blocks = self.grid(&context, mpp, options.tissue_only)?.blocks(options.region, &source)?;
+        Ok(RegionBlocks { context, source, mpp, blocks })
+    }
+
+    /// The grid of a slide at `mpp`, skipping glass when `tissue_only`.
+    fn grid<'a>(&self, context: &'a SlideContext, mpp: f64, tissue_only: bool) -> Result<Grid<'a>, EngineError> {
+        Ok(Grid {
+            bounds: context.bounds,
+            pitch: self.pitch(mpp),
+            mask: if tissue_only { Some(context.mask()?) } else { None },
+            max_cells: self.max_spots,
+        })
+    }
+
+    /// A prediction for no spots, with the genes a request asks for.
+    fn no_prediction(&self, request: &Request) -> Result<Prediction, EngineError> {
+        let (genes, _) = self.requested_genes(request)?;
+        let expression = Array2::zeros((0, genes.len()));
+        Ok(Prediction { genes, expression, stats: RequestStats::default() })
     }
 
     /// Expression predicted for spots centred at `centres` (level-0 pixels) of `slide`, at

@@ -8,7 +8,9 @@ use ndarray::Array2;
 use spahgc_cache::Precision;
 use spahgc_core::Section;
 use spahgc_encoder::{Device, EncoderOptions};
-use spahgc_engine::{Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, Request};
+use spahgc_engine::{
+    Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, Request, Shard,
+};
 use spahgc_model::GraphInputs;
 use spahgc_slide::Rect;
 
@@ -192,6 +194,53 @@ fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
     assert_eq!(subset.prediction.genes, genes);
     let columns = engine.gene_columns(&genes).unwrap();
     assert_eq!(subset.prediction.expression, r.prediction.expression.select(ndarray::Axis(1), &columns));
+}
+
+#[test]
+fn large_regions_are_predicted_in_blocks_and_shards_join_into_the_whole() {
+    let Some((dir, c3)) = bundle() else { return };
+    let engine = Engine::open(&dir, options(None)).unwrap();
+    let image = c3.image.clone().unwrap();
+    let whole_image = RegionOptions { region: None, microns_per_pixel: c3.microns_per_pixel, tissue_only: true };
+    let plan = engine.plan_region(&image, &whole_image).unwrap();
+    let whole = engine.predict_region_in_blocks(&image, &whole_image, Shard::WHOLE, &ALL).unwrap();
+    assert!(plan.blocks >= 3, "{plan:?}");
+    assert_eq!(whole.ids.len(), plan.spots);
+    assert_eq!(whole.prediction.expression.dim(), (plan.spots, 250));
+    // The blocks partition the region's spots: the same spots as one graph over the whole image.
+    let one_graph = engine.predict_region(&image, &whole_image, &ALL).unwrap();
+    let sorted = |ids: &[String]| {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(&whole.ids), sorted(&one_graph.ids));
+
+    // Three shards, concatenated in order, are the whole prediction.
+    let shards: Vec<_> = (0..3)
+        .map(|i| engine.predict_region_in_blocks(&image, &whole_image, Shard::new(i, 3).unwrap(), &ALL).unwrap())
+        .collect();
+    assert!(shards.iter().all(|s| !s.ids.is_empty()), "each shard holds blocks");
+    let ids: Vec<String> = shards.iter().flat_map(|s| s.ids.clone()).collect();
+    assert_eq!(ids, whole.ids);
+    let views: Vec<_> = shards.iter().map(|s| s.prediction.expression.view()).collect();
+    assert_eq!(ndarray::concatenate(ndarray::Axis(0), &views).unwrap(), whole.prediction.expression);
+    let spots: usize = shards.iter().map(|s| s.prediction.stats.spots).sum();
+    assert_eq!(spots, whole.prediction.stats.spots, "graph spots, margins included, add up");
+
+    // A region inside one block is one graph, as predict_region makes it.
+    let small =
+        RegionOptions { region: Some(Region { x: 2000.0, y: 2000.0, width: 2500.0, height: 2500.0 }), ..whole_image };
+    let in_blocks = engine.predict_region_in_blocks(&image, &small, Shard::WHOLE, &ALL).unwrap();
+    let direct = engine.predict_region(&image, &small, &ALL).unwrap();
+    assert_eq!((&in_blocks.ids, &in_blocks.prediction.expression), (&direct.ids, &direct.prediction.expression));
+
+    // Shards are numbered from 0, and there is at least one.
+    for (text, expected) in [("0/0", "at least 1"), ("5/3", "below 3"), ("3/3", "below 3"), ("a/3", "expected I/N")] {
+        let e = text.parse::<Shard>().unwrap_err().to_string();
+        assert!(e.contains(expected), "{text}: {e}");
+    }
+    assert_eq!("2/3".parse::<Shard>().unwrap(), Shard::new(2, 3).unwrap());
 }
 
 #[test]
