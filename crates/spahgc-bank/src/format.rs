@@ -106,6 +106,8 @@ pub struct ReferenceBank {
     storage: Storage,
     /// See [`ReferenceBank::feature_distances`].
     pub(crate) distances: std::sync::OnceLock<Option<ndarray::Array2<f32>>>,
+    /// See [`ReferenceBank::attach_index`].
+    pub(crate) index: Option<crate::retrieve::AttachedIndex>,
 }
 
 impl ReferenceBank {
@@ -184,7 +186,7 @@ impl ReferenceBank {
             Storage::Owned(words)
         };
         let meta = verify(path, storage.bytes())?;
-        Ok(Self { path: path.into(), meta, storage, distances: Default::default() })
+        Ok(Self { path: path.into(), meta, storage, distances: Default::default(), index: None })
     }
 
     /// The bank's metadata.

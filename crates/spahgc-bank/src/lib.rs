@@ -1,5 +1,6 @@
 //! Reference banks: spots of reference sections with measured expression, their image
-//! embeddings, and exact top-k cosine retrieval over them.
+//! embeddings, and top-k cosine retrieval over them: exact, or through an attached approximate
+//! index for banks of millions of spots.
 //!
 //! A bank is one file (format below) that opens memory-mapped on Unix: its arrays are used in
 //! place, never copied. This crate knows nothing of images or ONNX and compiles to
@@ -15,7 +16,7 @@ pub use build::{BankSection, build_bank};
 pub use distances::squared_distances;
 pub use error::BankError;
 pub use format::{BankMeta, FORMAT_VERSION, ReferenceBank, SectionInfo};
-pub use retrieve::Neighbour;
+pub use retrieve::{APPROXIMATE_FROM_SPOTS, ApproximateIndex, Neighbour, best_k};
 
 #[cfg(test)]
 mod test_support {

@@ -1,4 +1,7 @@
-//! Exact top-k retrieval by cosine similarity.
+//! Top-k retrieval by cosine similarity: an exact scan, or the exact ranking of an approximate
+//! index's candidates for large banks.
+
+use std::sync::Arc;
 
 use ndarray::{ArrayView2, Axis};
 
@@ -13,13 +16,68 @@ pub struct Neighbour {
     pub similarity: f32,
 }
 
+/// An approximate nearest-neighbour index over a bank's embeddings (spahgc-ann builds one), for
+/// banks too large to scan: it proposes candidate rows, which the bank ranks exactly.
+pub trait ApproximateIndex: Send + Sync {
+    /// Rows and embedding dimensions the index was built over.
+    fn shape(&self) -> (usize, usize);
+
+    /// For each query row, the bank rows the index finds most similar by cosine: at least `k`
+    /// of them where the bank holds that many, best first by the index's estimate.
+    fn candidates(&self, queries: ArrayView2<f32>, k: usize) -> Result<Vec<Vec<usize>>, BankError>;
+}
+
+/// Banks from this many spots on search an attached index; smaller ones are scanned exactly.
+pub const APPROXIMATE_FROM_SPOTS: usize = 100_000;
+
+/// An index attached to a bank, and from which bank size it is used.
+pub(crate) struct AttachedIndex {
+    index: Arc<dyn ApproximateIndex>,
+    from_spots: usize,
+}
+
+/// The `k` best of `scored`, best first: higher similarity, then lower bank row.
+pub fn best_k(mut scored: Vec<Neighbour>, k: usize) -> Vec<Neighbour> {
+    let better = |a: &Neighbour, b: &Neighbour| b.similarity.total_cmp(&a.similarity).then(a.index.cmp(&b.index));
+    let k = k.min(scored.len());
+    if k < scored.len() && k > 0 {
+        scored.select_nth_unstable_by(k - 1, better);
+    }
+    scored.truncate(k);
+    scored.sort_by(better);
+    scored
+}
+
 impl ReferenceBank {
+    /// Searches `index` instead of scanning every spot once the bank holds `from_spots` spots or
+    /// more ([`APPROXIMATE_FROM_SPOTS`] by default; 0: always). An index built over another
+    /// number of spots or embedding dimensions is refused.
+    pub fn attach_index(&mut self, index: Arc<dyn ApproximateIndex>, from_spots: usize) -> Result<(), BankError> {
+        let (rows, dim) = index.shape();
+        let (spots, bank_dim) = (self.len(), self.meta().embedding_dim);
+        if (rows, dim) != (spots, bank_dim) {
+            return Err(BankError::Input(format!(
+                "the index covers {rows} spots of {dim} dimensions, the bank {} holds {spots} spots of {bank_dim}",
+                self.path().display()
+            )));
+        }
+        self.index = Some(AttachedIndex { index, from_spots });
+        Ok(())
+    }
+
+    /// Whether queries go through an attached index (else every spot is scanned).
+    pub fn searches_index(&self) -> bool {
+        self.index.as_ref().is_some_and(|a| self.len() >= a.from_spots)
+    }
+
     /// The `k` bank spots most similar to each query row (queries × embedding_dim), best first.
     ///
     /// Ties are broken by bank row, lower first, so results are deterministic. Spots of the
     /// section named `exclude_section` are never returned (a section must not retrieve itself).
     /// Zero vectors (queries or bank rows) have similarity 0 to everything. Fewer than `k`
-    /// neighbours come back only when the bank has fewer eligible spots.
+    /// neighbours come back only when the bank has fewer eligible spots. With an index in use
+    /// ([`ReferenceBank::searches_index`]) the spots are the best of its candidates; a query
+    /// whose candidates hold too few eligible spots is answered by a full scan.
     pub fn top_k(
         &self,
         queries: ArrayView2<f32>,
@@ -37,38 +95,61 @@ impl ReferenceBank {
             return Err(BankError::Input("queries contain NaN or infinity".into()));
         }
         let excluded = exclude_section.and_then(|name| self.meta().sections.iter().position(|s| s.name == name));
-        let eligible: Vec<usize> =
-            (0..self.len()).filter(|&i| excluded != Some(self.section_of()[i] as usize)).collect();
-        let inv_norm: Vec<f32> = self.norms().iter().map(|&n| if n > 0.0 { 1.0 / n } else { 0.0 }).collect();
+        let is_eligible = |i: usize| excluded != Some(self.section_of()[i] as usize);
+        let eligible: Vec<usize> = (0..self.len()).filter(|&i| is_eligible(i)).collect();
+        let Some(attached) = self.index.as_ref().filter(|_| self.searches_index()) else {
+            return Ok(self.scan(queries, k, &eligible));
+        };
+        let wanted = k.min(eligible.len());
+        let candidates = attached.index.candidates(queries, k)?;
+        let mut results = Vec::with_capacity(queries.nrows());
+        for (q, rows) in queries.rows().into_iter().zip(candidates) {
+            let q_inv = inverse_norm(q.dot(&q).sqrt());
+            let embeddings = self.embeddings();
+            let scored: Vec<Neighbour> = rows
+                .into_iter()
+                .filter(|&i| i < self.len() && is_eligible(i))
+                .map(|i| Neighbour { index: i, similarity: embeddings.row(i).dot(&q) * q_inv * self.inverse_norm(i) })
+                .collect();
+            results.push(match scored.len() >= wanted {
+                true => best_k(scored, k),
+                false => self.scan(q.insert_axis(Axis(0)), k, &eligible).remove(0),
+            });
+        }
+        Ok(results)
+    }
+
+    /// Top-k over every row of `eligible`.
+    fn scan(&self, queries: ArrayView2<f32>, k: usize, eligible: &[usize]) -> Vec<Vec<Neighbour>> {
         let mut results = Vec::with_capacity(queries.nrows());
         // Queries in blocks bound the scores matrix to a few MB whatever the batch size.
         for block in queries.axis_chunks_iter(Axis(0), 256) {
             let dots = block.dot(&self.embeddings().t());
             for (q, row) in block.rows().into_iter().zip(dots.rows()) {
-                let q_norm = q.dot(&q).sqrt();
-                let q_inv = if q_norm > 0.0 { 1.0 / q_norm } else { 0.0 };
-                let mut scored: Vec<Neighbour> = eligible
+                let q_inv = inverse_norm(q.dot(&q).sqrt());
+                let scored = eligible
                     .iter()
-                    .map(|&i| Neighbour { index: i, similarity: row[i] * q_inv * inv_norm[i] })
+                    .map(|&i| Neighbour { index: i, similarity: row[i] * q_inv * self.inverse_norm(i) })
                     .collect();
-                let better =
-                    |a: &Neighbour, b: &Neighbour| b.similarity.total_cmp(&a.similarity).then(a.index.cmp(&b.index));
-                let k = k.min(scored.len());
-                if k < scored.len() && k > 0 {
-                    scored.select_nth_unstable_by(k - 1, better);
-                }
-                scored.truncate(k);
-                scored.sort_by(better);
-                results.push(scored);
+                results.push(best_k(scored, k));
             }
         }
-        Ok(results)
+        results
     }
+
+    fn inverse_norm(&self, row: usize) -> f32 {
+        inverse_norm(self.norms()[row])
+    }
+}
+
+/// 1 / `norm`, or 0 for a zero vector (similar to nothing).
+fn inverse_norm(norm: f32) -> f32 {
+    if norm > 0.0 { 1.0 / norm } else { 0.0 }
 }
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, s};
+    use ndarray::{Array2, ArrayView2, s};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -122,6 +203,57 @@ mod tests {
         let hits = bank.top_k(zero.view(), 3, Some("A")).unwrap();
         assert_eq!(hits[0].iter().map(|h| h.index).collect::<Vec<_>>(), vec![30, 31, 32]);
         assert_eq!(bank.top_k(zero.view(), 500, None).unwrap()[0].len(), 50);
+    }
+
+    /// An index that proposes fixed rows for every query.
+    struct FixedIndex {
+        shape: (usize, usize),
+        rows: Vec<usize>,
+    }
+
+    impl crate::ApproximateIndex for FixedIndex {
+        fn shape(&self) -> (usize, usize) {
+            self.shape
+        }
+
+        fn candidates(&self, queries: ArrayView2<f32>, _k: usize) -> Result<Vec<Vec<usize>>, crate::BankError> {
+            Ok(vec![self.rows.clone(); queries.nrows()])
+        }
+    }
+
+    #[test]
+    fn an_attached_index_proposes_and_the_bank_ranks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut bank, _) = random_bank(dir.path(), 7);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let queries = Array2::from_shape_fn((5, 16), |_| rng.random_range(-1.0..1.0f32));
+        let exact = bank.top_k(queries.view(), 3, None).unwrap();
+
+        // Below its size threshold the index is not used.
+        let wrong = FixedIndex { shape: (50, 16), rows: vec![0, 1, 2, 40, 41] };
+        bank.attach_index(std::sync::Arc::new(wrong), 51).unwrap();
+        assert!(!bank.searches_index());
+        assert_eq!(bank.top_k(queries.view(), 3, None).unwrap(), exact);
+
+        // In use, the answer is the exact ranking of its candidates; a query whose candidates
+        // hold too few eligible spots (section A is rows 0..30) is answered by a full scan.
+        let index = std::sync::Arc::new(FixedIndex { shape: (50, 16), rows: vec![0, 1, 2, 40, 41] });
+        bank.attach_index(index, 0).unwrap();
+        assert!(bank.searches_index());
+        for hits in bank.top_k(queries.view(), 3, None).unwrap() {
+            let rows: Vec<usize> = hits.iter().map(|h| h.index).collect();
+            assert!(rows.iter().all(|r| [0, 1, 2, 40, 41].contains(r)), "{rows:?}");
+            assert!(hits.windows(2).all(|w| w[0].similarity >= w[1].similarity));
+        }
+        let without_a = bank.top_k(queries.view(), 3, Some("A")).unwrap();
+        for (q, hits) in queries.rows().into_iter().zip(&without_a) {
+            let want = brute_force(&bank, q.as_slice().unwrap(), 3, Some(0));
+            assert_eq!(hits.iter().map(|h| h.index).collect::<Vec<_>>(), want);
+        }
+
+        // An index over other rows or dimensions is refused, naming both shapes.
+        let e = bank.attach_index(std::sync::Arc::new(FixedIndex { shape: (50, 15), rows: vec![] }), 0).unwrap_err();
+        assert!(e.to_string().contains("50 spots of 15 dimensions") && e.to_string().contains("50 spots of 16"), "{e}");
     }
 
     #[test]

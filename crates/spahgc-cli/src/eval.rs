@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use clap::Args;
 use indicatif::MultiProgress;
 use spahgc_core::GenePanel;
-use spahgc_eval::{EvalError, FoldReport, Report, evaluate_fold};
+use spahgc_eval::{EvalError, FoldReport, Protocol, Report, evaluate_fold};
 
-use crate::bank::GenesArgs;
+use crate::bank::{GenesArgs, IndexKind};
 use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
 use crate::output::Output;
 use crate::train::{ModelArgs, epoch_progress};
@@ -25,6 +25,10 @@ pub struct EvalArgs {
     genes: GenesArgs,
     #[command(flatten)]
     model: ModelArgs,
+    /// Retrieve through an approximate index built over each fold's bank (to compare with
+    /// exact retrieval, the default).
+    #[arg(long, value_enum, default_value = "none")]
+    index: IndexKind,
     #[command(flatten)]
     encoder: EncoderArgs,
     #[command(flatten)]
@@ -44,6 +48,12 @@ pub fn run(args: EvalArgs, out: &Output) -> anyhow::Result<()> {
     let inputs = data.views();
     let scratch = tempfile::tempdir()?;
     let settings = args.model.settings();
+    let protocol = Protocol {
+        genes: &panel.genes,
+        method: args.genes.normalisation.into(),
+        settings: &settings,
+        approximate: args.index.params(),
+    };
     // Folds are independent: run as many at once as there are cores.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tests.len());
     let bars = MultiProgress::new();
@@ -56,15 +66,7 @@ pub fn run(args: EvalArgs, out: &Output) -> anyhow::Result<()> {
                     let slot = next.fetch_add(1, Ordering::Relaxed);
                     let Some(t) = tests.get(slot) else { break };
                     let bar = bars.add(out.progress(&format!("fold {t}"), settings.training.epochs));
-                    let fold = evaluate_fold(
-                        &inputs,
-                        t,
-                        &panel.genes,
-                        args.genes.normalisation.into(),
-                        scratch.path(),
-                        &settings,
-                        &mut epoch_progress(&bar),
-                    );
+                    let fold = evaluate_fold(&inputs, t, &protocol, scratch.path(), &mut epoch_progress(&bar));
                     bar.finish_and_clear();
                     *results[slot].lock().expect("no fold panics holding its slot") = Some(fold);
                 }

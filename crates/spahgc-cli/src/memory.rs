@@ -71,8 +71,19 @@ pub fn peak() -> usize {
 
 /// The process's peak resident set (VmHWM), when the OS reports it.
 pub fn peak_resident_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// The process's resident memory now: anonymous (its heaps) and file pages it maps (memory-mapped
+/// files, which the kernel can drop and read again), when the OS reports them.
+pub fn resident_anonymous_and_file_bytes() -> Option<(u64, u64)> {
+    Some((status_bytes("RssAnon:")?, status_bytes("RssFile:")?))
+}
+
+/// A `/proc/self/status` field given in kB, in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -8,7 +8,7 @@
 pub mod baselines;
 mod protocol;
 
-pub use protocol::{FoldReport, Report, Scores, evaluate_fold, score};
+pub use protocol::{FoldReport, Protocol, Report, Scores, evaluate_fold, score};
 
 /// Errors raised by an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,8 @@ pub enum EvalError {
     Input(String),
     #[error(transparent)]
     Bank(#[from] spahgc_bank::BankError),
+    #[error(transparent)]
+    Ann(#[from] spahgc_ann::AnnError),
     #[error(transparent)]
     Core(#[from] spahgc_core::CoreError),
     #[error(transparent)]

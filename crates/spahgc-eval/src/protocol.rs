@@ -5,6 +5,7 @@ use std::path::Path;
 
 use ndarray::{Array2, ArrayView2, Axis, concatenate};
 use serde::Serialize;
+use spahgc_ann::AnnParams;
 use spahgc_bank::{BankSection, ReferenceBank, build_bank};
 use spahgc_core::{NormStats, Normalisation, mean_gene_pcc, panel_expression, rmse};
 use spahgc_model::{EpochReport, GraphInputs, ModelSettings, fit};
@@ -81,19 +82,30 @@ impl Report {
     }
 }
 
-/// Trains SpaHGC (with `settings`) and every baseline on all `sections` (each with its spots'
-/// embeddings) but `test`, and scores them on `test`. `progress` follows SpaHGC's training.
-///
-/// The fold's reference bank is written to `bank_dir`.
+/// What every fold of an evaluation shares.
+pub struct Protocol<'a> {
+    /// The gene panel, the columns scored.
+    pub genes: &'a [String],
+    /// How expression becomes targets (statistics from each fold's training sections).
+    pub method: Normalisation,
+    /// SpaHGC's architecture and training.
+    pub settings: &'a ModelSettings,
+    /// Retrieve through an approximate index of these parameters, built beside each fold's bank
+    /// (training, test and the kNN baseline), to compare with exact retrieval.
+    pub approximate: Option<AnnParams>,
+}
+
+/// Trains SpaHGC and every baseline on all `sections` (each with its spots' embeddings) but
+/// `test`, and scores them on `test`. `progress` follows SpaHGC's training. The fold's reference
+/// bank is written to `bank_dir`.
 pub fn evaluate_fold(
     sections: &[BankSection],
     test: &str,
-    genes: &[String],
-    method: Normalisation,
+    protocol: &Protocol,
     bank_dir: &Path,
-    settings: &ModelSettings,
     progress: &mut dyn FnMut(&EpochReport),
 ) -> Result<FoldReport, EvalError> {
+    let Protocol { genes, method, settings, approximate } = *protocol;
     let (tests, train): (Vec<&BankSection>, Vec<&BankSection>) = sections.iter().partition(|s| s.section.name == test);
     let [test_section] = tests[..] else {
         return Err(EvalError::Input(format!("test section {test} is not among the sections")));
@@ -121,7 +133,11 @@ pub fn evaluate_fold(
     let inputs: Vec<BankSection> =
         train.iter().map(|s| BankSection { section: s.section, embeddings: s.embeddings }).collect();
     build_bank(&bank_path, &inputs, genes, method, "")?;
-    let bank = ReferenceBank::open(&bank_path)?;
+    let mut bank = ReferenceBank::open(&bank_path)?;
+    if let Some(params) = approximate {
+        spahgc_ann::build_beside(&bank, params)?;
+        spahgc_ann::attach_beside(&mut bank, Some(0))?;
+    }
 
     let mut methods = BTreeMap::new();
     let mean = MeanBaseline::fit(targets.view())?.predict(query.nrows());

@@ -2,6 +2,7 @@
 
 mod encoder;
 mod model;
+mod retrieval;
 mod viewport;
 
 use clap::Subcommand;
@@ -16,6 +17,8 @@ pub enum BenchCommand {
     Head(model::HeadBenchArgs),
     /// Seconds per training epoch.
     Train(model::TrainBenchArgs),
+    /// Exact against approximate top-k retrieval on a synthetic bank of clustered unit vectors.
+    Retrieval(retrieval::RetrievalBenchArgs),
     /// Latency of predicting a panning viewport, cold and warm, and throughput against the encoder.
     Viewport(viewport::ViewportBenchArgs),
 }
@@ -25,6 +28,7 @@ pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
         BenchCommand::Encoder(args) => encoder::run(args, out),
         BenchCommand::Head(args) => model::head(args, out),
         BenchCommand::Train(args) => model::train(args, out),
+        BenchCommand::Retrieval(args) => retrieval::run(args, out),
         BenchCommand::Viewport(args) => viewport::run(args, out),
     }
 }
