@@ -49,14 +49,16 @@ for s in B4 C3; do
 done
 
 # Runs the workflow on sample sheet $1 into $tmp/$2, with the remaining arguments; from $tmp, where
-# Snakemake keeps its .snakemake directory.
+# Snakemake keeps its .snakemake directory. Each run starts an embedding cache of its own, so the
+# shard jobs of a run (on Slurm, several at once) write it concurrently; shards of one slide share
+# the tiles along their blocks' margins.
 workflow() {
   local sheet=$1 out=$2
   shift 2
   cat >"$tmp/$out.yaml" <<EOF
 samples: $sheet
 bundle: $bundle
-cache_dir: $tmp/cache
+cache_dir: $tmp/cache-$out
 outdir: $tmp/$out
 spahgc: $spahgc
 spots_per_shard: 50
