@@ -81,9 +81,10 @@ pub(crate) struct BankArrays<'a> {
 enum Storage {
     #[cfg(unix)]
     Mapped(memmap2::Mmap),
-    /// 8-byte words so that the f32/f64/u32 arrays inside are aligned.
+    /// The file's `len` bytes in 8-byte words, so that the f32/f64/u32 arrays inside are
+    /// aligned (the last word padded).
     #[cfg_attr(unix, allow(dead_code))]
-    Owned(Vec<u64>),
+    Owned { words: Vec<u64>, len: usize },
 }
 
 impl Storage {
@@ -91,9 +92,10 @@ impl Storage {
         match self {
             #[cfg(unix)]
             Storage::Mapped(m) => m,
-            Storage::Owned(words) => {
-                // SAFETY: u64 has no padding; viewing its storage as bytes is always valid.
-                unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 8) }
+            Storage::Owned { words, len } => {
+                // SAFETY: u64 has no padding; viewing its storage as bytes is always valid, and
+                // `len` is at most the words' bytes.
+                unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), *len) }
             }
         }
     }
@@ -183,7 +185,7 @@ impl ReferenceBank {
             (&file).read_to_end(&mut bytes).map_err(io)?;
             let mut words = vec![0u64; bytes.len().div_ceil(8)];
             as_bytes_mut(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-            Storage::Owned(words)
+            Storage::Owned { words, len: bytes.len() }
         };
         let meta = verify(path, storage.bytes())?;
         Ok(Self { path: path.into(), meta, storage, distances: Default::default(), index: None })

@@ -166,32 +166,35 @@ impl SpotEmbedder<'_> {
         let geometry = geometry(manifest);
         let batch = encoder.batch_size();
         let mut rows = Vec::with_capacity(centres.len() * manifest.embedding_dim);
+        let cut = |chunk: &[(f64, f64)]| -> Result<Array4<f32>, EmbedError> {
+            Ok(to_tensor(&geometry.extract_many(slide, mpp, chunk)?, manifest)?)
+        };
+        let mut done = 0;
+        let mut encode = |tensor: Array4<f32>| -> Result<(), EmbedError> {
+            rows.extend(encoder.run(tensor.view())?.embedding.iter());
+            done += tensor.dim().0;
+            match progress(done, centres.len()) {
+                ControlFlow::Break(()) => Err(EmbedError::Cancelled),
+                ControlFlow::Continue(()) => Ok(()),
+            }
+        };
         std::thread::scope(|scope| {
             let (send, receive) = mpsc::sync_channel::<Result<Array4<f32>, EmbedError>>(1);
-            scope.spawn(move || {
+            let cutter = std::thread::Builder::new().name("spahgc-cut".into()).spawn_scoped(scope, move || {
                 for chunk in centres.chunks(batch) {
-                    let tensor = geometry
-                        .extract_many(slide, mpp, chunk)
-                        .map_err(EmbedError::from)
-                        .and_then(|patches| Ok(to_tensor(&patches, manifest)?));
+                    let tensor = cut(chunk);
                     let failed = tensor.is_err();
                     if send.send(tensor).is_err() || failed {
                         return;
                     }
                 }
             });
-            let mut done = 0;
-            // Returning early drops the receiver, which stops the cutting thread.
-            for tensor in receive {
-                let tensor = tensor?;
-                let out = encoder.run(tensor.view())?;
-                rows.extend(out.embedding.iter());
-                done += tensor.dim().0;
-                if progress(done, centres.len()).is_break() {
-                    return Err(EmbedError::Cancelled);
-                }
+            match cutter {
+                // Returning early drops the receiver, which stops the cutting thread.
+                Ok(_) => receive.into_iter().try_for_each(|tensor| encode(tensor?)),
+                // Where no thread can start (WebAssembly), cutting and encoding take turns.
+                Err(_) => centres.chunks(batch).try_for_each(|chunk| encode(cut(chunk)?)),
             }
-            Ok::<(), EmbedError>(())
         })?;
         Array2::from_shape_vec((centres.len(), manifest.embedding_dim), rows)
             .map_err(|e| EncoderError::Inference(format!("embedding shape: {e}")).into())

@@ -14,7 +14,7 @@ mod preprocess;
 mod tract_backend;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array2, ArrayView4, Axis};
 use spahgc_slide::RgbImage;
@@ -52,6 +52,7 @@ impl Device {
     }
 
     /// The GPU provider `Auto` tries on this platform.
+    #[cfg(feature = "ort")]
     fn auto_gpu() -> Device {
         if cfg!(windows) { Device::DirectMl } else { Device::Cuda }
     }
@@ -94,6 +95,17 @@ enum Backend {
     Ort(OrtBackend),
     #[cfg(feature = "tract")]
     Tract(TractBackend),
+    External(Arc<dyn ExternalEncoder>),
+}
+
+/// An encoder that runs outside this crate — a host's native runtime behind a WebAssembly
+/// component's import, say — given batches prepared exactly as the built-in backends get them.
+pub trait ExternalEncoder: Send + Sync + std::fmt::Debug {
+    /// Embeds a prepared `N × 3 × size × size` batch: `N × embedding_dim` values.
+    fn embed_batch(&self, batch: ArrayView4<f32>) -> Result<Array2<f32>, String>;
+
+    /// Names the runtime in reports, as [`Encoder::provider`] does.
+    fn name(&self) -> &'static str;
 }
 
 /// Options for [`Encoder::load`].
@@ -128,6 +140,16 @@ impl LazyEncoder {
         Ok(Self { dir: dir.into(), options, manifest: EncoderManifest::read(dir)?, loaded: OnceLock::new() })
     }
 
+    /// An encoder run by `external` on batches of `batch_size`, with the manifest in `dir`
+    /// (whose ONNX file `external` is trusted to run).
+    pub fn external(dir: &Path, external: Arc<dyn ExternalEncoder>, batch_size: usize) -> Result<Self, EncoderError> {
+        let options = EncoderOptions { batch_size, ..EncoderOptions::default() };
+        let manifest = EncoderManifest::read(dir)?;
+        let encoder =
+            Encoder { manifest: manifest.clone(), backend: Backend::External(external), batch_size: checked(options)? };
+        Ok(Self { dir: dir.into(), options, manifest, loaded: OnceLock::from(encoder) })
+    }
+
     /// The model's manifest (its checksum is verified when the model loads).
     pub fn manifest(&self) -> &EncoderManifest {
         &self.manifest
@@ -151,34 +173,46 @@ impl LazyEncoder {
 
 /// A loaded encoder model: verified manifest plus a ready backend. `Send + Sync`.
 pub struct Encoder {
-    model: ModelDir,
+    manifest: EncoderManifest,
     backend: Backend,
     batch_size: usize,
+}
+
+/// The backend `options` names, running `model`; an error if this build lacks it.
+#[cfg_attr(not(any(feature = "ort", feature = "tract")), allow(unused_variables))]
+fn start_backend(model: &ModelDir, options: EncoderOptions) -> Result<Backend, EncoderError> {
+    match options.backend {
+        #[cfg(feature = "ort")]
+        BackendKind::Ort => Ok(Backend::Ort(OrtBackend::new(model, options.device, options.threads)?)),
+        #[cfg(feature = "tract")]
+        BackendKind::Tract => Ok(Backend::Tract(TractBackend::new(model)?)),
+        #[allow(unreachable_patterns)]
+        BackendKind::Ort => Err(EncoderError::MissingBackend("ort")),
+        #[allow(unreachable_patterns)]
+        BackendKind::Tract => Err(EncoderError::MissingBackend("tract")),
+    }
+}
+
+/// The batch size of `options`, refused when 0.
+fn checked(options: EncoderOptions) -> Result<usize, EncoderError> {
+    match options.batch_size {
+        0 => Err(EncoderError::Inference("batch size must be at least 1".into())),
+        n => Ok(n),
+    }
 }
 
 impl Encoder {
     /// Opens the model directory (verifying its checksum) and starts the chosen backend.
     pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self, EncoderError> {
-        if options.batch_size == 0 {
-            return Err(EncoderError::Inference("batch size must be at least 1".into()));
-        }
+        let batch_size = checked(options)?;
         let model = ModelDir::open(dir)?;
-        let backend = match options.backend {
-            #[cfg(feature = "ort")]
-            BackendKind::Ort => Backend::Ort(OrtBackend::new(&model, options.device, options.threads)?),
-            #[cfg(feature = "tract")]
-            BackendKind::Tract => Backend::Tract(TractBackend::new(&model)?),
-            #[allow(unreachable_patterns)]
-            BackendKind::Ort => return Err(EncoderError::MissingBackend("ort")),
-            #[allow(unreachable_patterns)]
-            BackendKind::Tract => return Err(EncoderError::MissingBackend("tract")),
-        };
-        Ok(Self { model, backend, batch_size: options.batch_size })
+        let backend = start_backend(&model, options)?;
+        Ok(Self { manifest: model.manifest, backend, batch_size })
     }
 
     /// The model's manifest.
     pub fn manifest(&self) -> &EncoderManifest {
-        &self.model.manifest
+        &self.manifest
     }
 
     /// Patches per inference call.
@@ -193,6 +227,7 @@ impl Encoder {
             Backend::Ort(b) => b.provider,
             #[cfg(feature = "tract")]
             Backend::Tract(_) => "tract",
+            Backend::External(e) => e.name(),
         }
     }
 
@@ -212,6 +247,9 @@ impl Encoder {
                 Backend::Ort(b) => b.run(chunk)?,
                 #[cfg(feature = "tract")]
                 Backend::Tract(b) => b.run(chunk)?,
+                Backend::External(e) => {
+                    Outputs { embedding: run_external(e.as_ref(), chunk, self.manifest.embedding_dim)?, logits: None }
+                }
             };
             embeddings.push(out.embedding);
             logits.extend(out.logits);
@@ -223,13 +261,36 @@ impl Encoder {
             let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
             ndarray::concatenate(Axis(0), &views).map_err(|e| EncoderError::Inference(e.to_string()))
         };
-        let width = self.model.manifest.embedding_dim;
+        let width = self.manifest.embedding_dim;
         let logits = if logits.is_empty() { None } else { Some(stack(logits, 0)?) };
         Ok(Outputs { embedding: stack(embeddings, width)?, logits })
     }
 
     /// Embeds patches (each `input_size` × `input_size`): patches × `embedding_dim`.
     pub fn embed(&self, patches: &[RgbImage]) -> Result<Array2<f32>, EncoderError> {
-        Ok(self.run(to_tensor(patches, &self.model.manifest)?.view())?.embedding)
+        Ok(self.run(to_tensor(patches, &self.manifest)?.view())?.embedding)
     }
+}
+
+/// One batch through an external encoder, its answer checked against the batch and manifest.
+fn run_external(
+    encoder: &dyn ExternalEncoder,
+    batch: ArrayView4<f32>,
+    width: usize,
+) -> Result<Array2<f32>, EncoderError> {
+    let embedding =
+        encoder.embed_batch(batch).map_err(|e| EncoderError::Inference(format!("{}: {e}", encoder.name())))?;
+    let expected = (batch.dim().0, width);
+    if embedding.dim() != expected {
+        return Err(EncoderError::Inference(format!(
+            "{}: returned {} x {} embeddings for a batch of {} patches, expected {} x {}",
+            encoder.name(),
+            embedding.nrows(),
+            embedding.ncols(),
+            batch.dim().0,
+            expected.0,
+            expected.1
+        )));
+    }
+    Ok(embedding)
 }

@@ -37,6 +37,13 @@ impl Region {
         Region { x: rect.x as f64, y: rect.y as f64, width: rect.width as f64, height: rect.height as f64 }
     }
 
+    /// The whole pixels that cover this region (what a host reads for it).
+    pub fn covering_pixels(self) -> Rect {
+        let (x, y) = (self.x.floor(), self.y.floor());
+        let (right, bottom) = ((self.x + self.width).ceil(), (self.y + self.height).ceil());
+        Rect { x: x as i64, y: y as i64, width: (right - x).max(0.0) as u64, height: (bottom - y).max(0.0) as u64 }
+    }
+
     /// This region grown by `by` pixels on every side.
     pub(crate) fn grown(self, by: f64) -> Self {
         Region { x: self.x - by, y: self.y - by, width: self.width + 2.0 * by, height: self.height + 2.0 * by }

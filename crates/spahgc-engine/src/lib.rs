@@ -23,15 +23,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
 use spahgc_bank::Neighbour;
 use spahgc_bundle::{Bundle, BundleError};
 use spahgc_cache::{EmbeddingCache, Precision};
 use spahgc_embed::{EmbedError, Origin, SpotEmbedder};
-use spahgc_encoder::{EncoderOptions, LazyEncoder};
-use spahgc_model::{GraphInputs, ModelError, SpaHgc};
+use spahgc_encoder::{EncoderOptions, ExternalEncoder, LazyEncoder};
+use spahgc_model::{GraphInputs, SpaHgc};
 
 pub use grid::Region;
+pub use spahgc_model::ModelError;
 pub use spahgc_slide::{BufferError, PixelBuffer, PixelFormat};
 
 use grid::{Grid, GridSpots, MARGIN_SPOTS};
@@ -85,6 +86,9 @@ pub struct EngineOptions {
     /// Most spots one request may hold, margin included: a larger region is refused before any
     /// work rather than run out of memory (a spot costs roughly 20 KB while it is predicted).
     pub max_spots: u64,
+    /// Runs the bundle's encoder outside the engine (a WebAssembly host's native runtime)
+    /// instead of the backend `encoder` names.
+    pub external_encoder: Option<Arc<dyn ExternalEncoder>>,
 }
 
 impl Default for EngineOptions {
@@ -95,6 +99,7 @@ impl Default for EngineOptions {
             precision: Precision::default(),
             memory_spots: 16_384,
             max_spots: 50_000,
+            external_encoder: None,
         }
     }
 }
@@ -318,7 +323,10 @@ impl Engine {
     /// Opens and verifies the bundle in `dir`; the encoder loads on first use.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Self, EngineError> {
         let bundle = Bundle::open(dir)?;
-        let encoder = LazyEncoder::open(&bundle.encoder_dir(), options.encoder)?;
+        let encoder = match options.external_encoder {
+            Some(external) => LazyEncoder::external(&bundle.encoder_dir(), external, options.encoder.batch_size)?,
+            None => LazyEncoder::open(&bundle.encoder_dir(), options.encoder)?,
+        };
         let config = bundle.model().config();
         if encoder.manifest().embedding_dim != config.embedding_dim {
             return Err(EngineError::Input(format!(
@@ -563,7 +571,8 @@ impl Engine {
         self.predict(&context, mpp, &spots, exclude_section, request)
     }
 
-    /// The one prediction path.
+    /// The prediction path of slides and pixel buffers: embed through the caches, retrieve
+    /// (through the memory cache unless a section is excluded), then [`Engine::finish`].
     fn predict(
         &self,
         context: &SlideContext,
@@ -573,9 +582,8 @@ impl Engine {
         request: &Request,
     ) -> Result<Prediction, EngineError> {
         let start = Instant::now();
-        let model: &SpaHgc = self.bundle.model();
-        let config = model.config();
-        let (genes, columns) = self.requested_genes(request)?;
+        let config = self.bundle.model().config();
+        let genes = self.requested_genes(request)?;
         let mut stats = RequestStats { spots: spots.centres.len(), ..Default::default() };
 
         let entries = self.embed(context, mpp, spots, request, &mut stats)?;
@@ -607,10 +615,62 @@ impl Engine {
             }
         };
         stats.retrieval_s = t.elapsed().as_secs_f64();
-        request.check_cancelled()?;
+        self.finish(spots.centres, embeddings.view(), &hits, genes, request, (start, stats))
+    }
 
+    /// Expression predicted for spots centred at `centres` whose embeddings a host computed
+    /// with the bundle's encoder (spots × its embedding dimension, row `i` for centre `i`).
+    /// Centres may be in any unit of length: only their layout shapes the graph. Nothing is
+    /// cached.
+    pub fn predict_embeddings(
+        &self,
+        centres: &[(f64, f64)],
+        embeddings: ArrayView2<f32>,
+        request: &Request,
+    ) -> Result<Prediction, EngineError> {
+        let start = Instant::now();
+        let config = self.bundle.model().config();
+        let (n, dim) = embeddings.dim();
+        if (n, dim) != (centres.len(), config.embedding_dim) {
+            return Err(EngineError::Input(format!(
+                "embeddings of {n} spots x {dim} dimensions given for {} centres; the bundle's encoder embeds into {} dimensions",
+                centres.len(),
+                config.embedding_dim
+            )));
+        }
+        if !(2..=self.max_spots).contains(&(n as u64)) {
+            return Err(EngineError::Input(format!(
+                "embeddings of {n} spots given; a graph needs at least 2 and one request may hold at most {}",
+                self.max_spots
+            )));
+        }
+        if let Some(bad) = centres.iter().position(|&(x, y)| !(x.is_finite() && y.is_finite())) {
+            return Err(EngineError::Input(format!("centre {bad} is {:?}, not a finite position", centres[bad])));
+        }
+        let genes = self.requested_genes(request)?;
+        let hits = self.bundle.bank().top_k(embeddings, config.graph.top_k, None)?;
+        let stats =
+            RequestStats { spots: n, retrieved: n, retrieval_s: start.elapsed().as_secs_f64(), ..Default::default() };
+        self.finish(centres, embeddings, &hits, genes, request, (start, stats))
+    }
+
+    /// Builds the graph of embedded spots and their retrieved references, runs the network,
+    /// and returns the requested genes in expression units; `started` is when the request
+    /// began and what it has done so far.
+    fn finish(
+        &self,
+        centres: &[(f64, f64)],
+        embeddings: ArrayView2<f32>,
+        hits: &[Vec<Neighbour>],
+        (genes, columns): (Vec<String>, Vec<usize>),
+        request: &Request,
+        (start, mut stats): (Instant, RequestStats),
+    ) -> Result<Prediction, EngineError> {
+        request.check_cancelled()?;
+        let model: &SpaHgc = self.bundle.model();
+        let config = model.config();
         let t = Instant::now();
-        let graph = GraphInputs::build_from_hits(spots.centres, embeddings.view(), &hits, bank, config.graph)?;
+        let graph = GraphInputs::build_from_hits(centres, embeddings, hits, self.bundle.bank(), config.graph)?;
         stats.graph_s = t.elapsed().as_secs_f64();
 
         let t = Instant::now();

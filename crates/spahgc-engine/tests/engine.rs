@@ -12,7 +12,6 @@ use spahgc_engine::{
     Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, Request, Shard,
 };
 use spahgc_model::GraphInputs;
-use spahgc_slide::Rect;
 
 /// The shared test bundle (trained on her2st C2 and C4) and section C3, which it has not seen.
 fn bundle() -> Option<(PathBuf, Section)> {
@@ -142,17 +141,13 @@ fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
 
     // The host reads the region's context itself and hands over the pixels, in any format.
     let mpp = r.microns_per_pixel;
-    let context = engine.pixel_context(region, mpp);
+    let context = engine.pixel_context(region, mpp).covering_pixels();
     let slide = spahgc_slide::open(&wsi).unwrap();
-    let (w, h) = slide.dimensions();
-    let (x0, y0) = (context.x.max(0.0) as u64, context.y.max(0.0) as u64);
-    let (x1, y1) = (((context.x + context.width) as u64).min(w), ((context.y + context.height) as u64).min(h));
-    let rect = Rect { x: x0 as i64, y: y0 as i64, width: x1 - x0, height: y1 - y0 };
-    let rgb = spahgc_slide::read_region(slide.as_ref(), rect, rect.width as u32, rect.height as u32).unwrap();
+    let (rgb, (x0, y0)) = spahgc_slide::read_on_slide(slide.as_ref(), context).unwrap();
     let on_pixels = RegionOptions { microns_per_pixel: Some(mpp), ..keep_all };
     // BGRA as OpenSlide returns it, rows padded to twice their length: the stride counts.
-    let stride = 8 * rect.width as usize;
-    let mut bgra = vec![0u8; stride * rect.height as usize];
+    let stride = 8 * rgb.width() as usize;
+    let mut bgra = vec![0u8; stride * rgb.height() as usize];
     for (y, row) in rgb.rows().enumerate() {
         for (x, p) in row.enumerate() {
             bgra[y * stride + 4 * x..][..4].copy_from_slice(&[p[2], p[1], p[0], 255]);

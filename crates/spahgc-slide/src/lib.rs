@@ -24,7 +24,7 @@ pub use image_slide::ImageSlide;
 #[cfg(feature = "openslide")]
 pub use openslide_slide::WsiSlide;
 pub use patch::PatchGeometry;
-pub use region::{Rect, read_region};
+pub use region::{Rect, read_on_slide, read_region};
 pub use tissue::TissueMask;
 
 /// Pixels as the encoders take them: 8-bit RGB, row-major.

@@ -17,6 +17,25 @@ pub struct Rect {
     pub height: u64,
 }
 
+/// Reads the part of `rect` that lies on the slide at full level-0 resolution: the pixels and
+/// their top-left corner (what a host hands to a prediction of pixels it holds).
+pub fn read_on_slide(slide: &dyn Slide, rect: Rect) -> Result<(RgbImage, (u64, u64)), SlideError> {
+    let (slide_w, slide_h) = slide.dimensions();
+    let x0 = rect.x.clamp(0, slide_w as i64) as u64;
+    let y0 = rect.y.clamp(0, slide_h as i64) as u64;
+    let x1 = rect.x.saturating_add(rect.width as i64).clamp(0, slide_w as i64) as u64;
+    let y1 = rect.y.saturating_add(rect.height as i64).clamp(0, slide_h as i64) as u64;
+    let (width, height) = (u32::try_from(x1 - x0), u32::try_from(y1 - y0));
+    let (Ok(width @ 1..), Ok(height @ 1..)) = (width, height) else {
+        return Err(SlideError::BadRegion(format!(
+            "region {}×{} at {},{} holds no pixels of the {slide_w}×{slide_h} slide",
+            rect.width, rect.height, rect.x, rect.y
+        )));
+    };
+    let on_slide = Rect { x: x0 as i64, y: y0 as i64, width: u64::from(width), height: u64::from(height) };
+    Ok((read_region(slide, on_slide, width, height)?, (x0, y0)))
+}
+
 /// Reads `rect` resampled to `out_width` × `out_height` pixels.
 ///
 /// The read uses the coarsest pyramid level that is still at least as fine as the output, so a
