@@ -211,6 +211,58 @@ fn batch_predictions_split_into_shards_skip_finished_work_and_exit_by_cause() {
 }
 
 #[test]
+fn the_component_writes_what_predict_writes_for_the_same_region() {
+    let (Some(bundle), Some(component)) =
+        (spahgc_testbundle::small(), spahgc_testdata::component("spahgc-predictor-host-encoder.wasm"))
+    else {
+        return;
+    };
+    let Some(wsi) = spahgc_testdata::shared("wsi") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let slide = wsi.join("cmu_small_region.svs");
+    let (native, sandboxed) = (tmp.path().join("native"), tmp.path().join("wasm"));
+    let common =
+        ["--bundle", bundle.to_str().unwrap(), "--slide", slide.to_str().unwrap(), "--region", "700,700,900,900"];
+    let genes = ["--genes", "ERBB2,CD74", "--json", "--quiet", "--device", "cpu"];
+    let expected =
+        ok(&spahgc(&[&["predict"][..], &common, &genes, &["--out", native.to_str().unwrap()]].concat(), &cache));
+    let wasm = ["wasm", "predict", "--host-encoder", "--component", component.to_str().unwrap()];
+    let found = ok(&spahgc(&[&wasm[..], &common, &genes, &["--out", sandboxed.to_str().unwrap()]].concat(), &cache));
+    assert_eq!(
+        (&found["spots"], &found["in_tissue"], &found["genes"]),
+        (&expected["spots"], &expected["in_tissue"], &expected["genes"])
+    );
+    check_outputs(&sandboxed, &found, found["spots"].as_u64().unwrap() as usize, 2);
+    let table = |dir: &Path| -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(dir.join("expression.csv")).unwrap();
+        text.lines().map(|l| l.split(',').map(String::from).collect()).collect()
+    };
+    let (a, b) = (table(&native), table(&sandboxed));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x[..4], y[..4], "spot, centre and tissue flag");
+        for (u, v) in x[4..].iter().zip(&y[4..]) {
+            let (u, v): (f32, f32) = (u.parse().unwrap_or(f32::NAN), v.parse().unwrap_or(f32::NAN));
+            assert!((u - v).abs() <= 1e-3 || (u.is_nan() && v.is_nan()), "{x:?} vs {y:?}");
+        }
+    }
+    // A limit the component cannot work within is an internal failure, named.
+    let out = tmp.path().join("starved");
+    let starved = spahgc(
+        &[&wasm[..], &common, &["--out", out.to_str().unwrap(), "--json", "--memory-mib", "8"]].concat(),
+        &cache,
+    );
+    assert_eq!(starved.status.code(), Some(1), "{}", String::from_utf8_lossy(&starved.stderr));
+    assert!(
+        String::from_utf8_lossy(&starved.stdout).contains("memory"),
+        "{}",
+        String::from_utf8_lossy(&starved.stdout)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn evaluation_reports_every_method_and_is_deterministic() {
     let Some(data) = her2st() else { return };
     let tmp = tempfile::tempdir().unwrap();

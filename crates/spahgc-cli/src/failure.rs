@@ -6,6 +6,7 @@ use spahgc_datasets::DatasetError;
 use spahgc_embed::EmbedError;
 use spahgc_engine::EngineError;
 use spahgc_slide::SlideError;
+use spahgc_wasm_host::WasmError;
 
 /// A command's input that cannot be used as given (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,10 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Failure> {
     }
     if let Some(e) = cause.downcast_ref::<SlideError>() {
         return Some(of_slide(e));
+    }
+    if let Some(e) = cause.downcast_ref::<WasmError>() {
+        let bad = matches!(e, WasmError::BadInput(_) | WasmError::Bundle(_) | WasmError::Component { .. });
+        return Some(if bad { Failure::BadInput } else { Failure::Internal });
     }
     let bad = cause.is::<BadInput>() || cause.is::<BundleError>() || cause.is::<DatasetError>();
     bad.then_some(Failure::BadInput)

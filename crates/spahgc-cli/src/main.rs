@@ -13,6 +13,7 @@ mod output;
 mod panel;
 mod predict;
 mod train;
+mod wasm;
 
 use clap::{Parser, Subcommand};
 
@@ -62,6 +63,9 @@ enum Command {
     Bundle(bundle::BundleCommand),
     /// Leave-one-section-out evaluation of SpaHGC against baselines.
     Eval(eval::EvalArgs),
+    /// Run spahgc's WebAssembly component in a sandbox.
+    #[command(subcommand)]
+    Wasm(wasm::WasmCommand),
     /// Measure throughput against the raw runtime.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -114,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Bundle(cmd) => bundle::run(cmd, &out),
         Command::Predict(args) => predict::run(args, &out),
         Command::Eval(args) => eval::run(args, &out),
+        Command::Wasm(cmd) => wasm::run(cmd, &out),
         Command::Bench(cmd) => bench::run(cmd, &out),
     };
     match result {

@@ -101,12 +101,12 @@ impl Target {
 }
 
 /// Predicted spots: the slide, ids, centres and diameter in level-0 pixels, tissue flags.
-struct Spots {
-    slide: PathBuf,
-    ids: Vec<String>,
-    centres: Vec<(f64, f64)>,
-    diameter_px: f64,
-    in_tissue: Vec<bool>,
+pub(crate) struct Spots {
+    pub slide: PathBuf,
+    pub ids: Vec<String>,
+    pub centres: Vec<(f64, f64)>,
+    pub diameter_px: f64,
+    pub in_tissue: Vec<bool>,
 }
 
 pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
@@ -130,68 +130,102 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     }
     let Some(out_dir) = &args.out else { bad_input!("give --out DIR") };
     let shard = args.shard.unwrap_or(Shard::WHOLE);
-    let request_id = request_identity(&engine, &target, &args, shard)?;
-    let run_file = out_dir.join(RUN_FILE);
-    if !args.force
-        && let Some(mut summary) = finished_run(&run_file, &request_id)
-    {
-        summary["skipped"] = true.into();
-        let human = format!("{} holds this request's predictions already: nothing to do", out_dir.display());
-        return out.report(&human, summary);
+    let files = serde_json::to_value(&engine.bundle().manifest().files)?;
+    let run = Run {
+        bundle: &bundle,
+        out_dir,
+        request_id: request_identity(files, target.slide()?, spots_asked(&target, &args, shard), &args.genes)?,
+        shard,
+        genes: args.genes.as_deref(),
+        started,
+    };
+    if !args.force && run.skipped(out)? {
+        return Ok(());
     }
-
     let request = Request { genes: args.genes.as_deref(), ..Default::default() };
     let (spots, prediction) = predict(&engine, &target, shard, &request)?;
-    let drawn: Vec<usize> = match (&args.genes, spots.ids.is_empty()) {
-        (_, true) => vec![],
-        (Some(genes), false) => (0..genes.len()).collect(),
-        (None, false) => most_variable(&prediction.expression, DEFAULT_HEATMAPS),
-    };
-    let provenance = format!("bundle {}, slide {}", bundle.display(), spots.slide.display());
-    let mut heatmaps = Vec::new();
-    let mut summary = serde_json::Value::Null;
-    spahgc_core::write_dir_atomically(out_dir, |dir| -> anyhow::Result<()> {
-        write_csv(&dir.join(EXPRESSION_FILE), &spots, &prediction)?;
-        let geojson = serde_json::to_vec(&qupath_detections(&spots, &prediction))?;
-        std::fs::write(dir.join(DETECTIONS_FILE), geojson)?;
-        write_anndata(&dir.join(ANNDATA_FILE), &spots, &prediction, &provenance)?;
-        if !drawn.is_empty() {
-            let slide = spahgc_slide::open(&spots.slide)?;
-            let layout = SpotLayout { centres: &spots.centres, diameter_px: spots.diameter_px };
-            let (base, rect) = thumbnail(slide.as_ref(), &layout)?;
-            for &g in &drawn {
-                let column = prediction.expression.column(g);
-                heatmaps.push(write_heatmap(&base, rect, &layout, &prediction.genes[g], column, dir)?);
+    run.write(out, &spots, &prediction)
+}
+
+/// One run of a prediction into an output directory.
+pub(crate) struct Run<'a> {
+    pub bundle: &'a Path,
+    pub out_dir: &'a Path,
+    /// The SHA-256 of what was asked ([`request_identity`]).
+    pub request_id: String,
+    pub shard: Shard,
+    /// Genes asked for (heatmaps of these; default: the most variable).
+    pub genes: Option<&'a [String]>,
+    pub started: Instant,
+}
+
+impl Run<'_> {
+    /// Whether the output directory holds this request's complete outputs already (reported
+    /// as skipped).
+    pub(crate) fn skipped(&self, out: &Output) -> anyhow::Result<bool> {
+        let Some(mut summary) = finished_run(&self.out_dir.join(RUN_FILE), &self.request_id) else {
+            return Ok(false);
+        };
+        summary["skipped"] = true.into();
+        let human = format!("{} holds this request's predictions already: nothing to do", self.out_dir.display());
+        out.report(&human, summary)?;
+        Ok(true)
+    }
+
+    /// Writes the outputs (all or none appear) and reports them.
+    pub(crate) fn write(&self, out: &Output, spots: &Spots, prediction: &Prediction) -> anyhow::Result<()> {
+        let (out_dir, shard) = (self.out_dir, self.shard);
+        let drawn: Vec<usize> = match (self.genes, spots.ids.is_empty()) {
+            (_, true) => vec![],
+            (Some(genes), false) => (0..genes.len()).collect(),
+            (None, false) => most_variable(&prediction.expression, DEFAULT_HEATMAPS),
+        };
+        let provenance = format!("bundle {}, slide {}", self.bundle.display(), spots.slide.display());
+        let mut heatmaps = Vec::new();
+        let mut summary = serde_json::Value::Null;
+        spahgc_core::write_dir_atomically(out_dir, |dir| -> anyhow::Result<()> {
+            write_csv(&dir.join(EXPRESSION_FILE), spots, prediction)?;
+            let geojson = serde_json::to_vec(&qupath_detections(spots, prediction))?;
+            std::fs::write(dir.join(DETECTIONS_FILE), geojson)?;
+            write_anndata(&dir.join(ANNDATA_FILE), spots, prediction, &provenance)?;
+            if !drawn.is_empty() {
+                let slide = spahgc_slide::open(&spots.slide)?;
+                let layout = SpotLayout { centres: &spots.centres, diameter_px: spots.diameter_px };
+                let (base, rect) = thumbnail(slide.as_ref(), &layout)?;
+                for &g in &drawn {
+                    let column = prediction.expression.column(g);
+                    heatmaps.push(write_heatmap(&base, rect, &layout, &prediction.genes[g], column, dir)?);
+                }
             }
-        }
-        let files: Vec<PathBuf> = [EXPRESSION_FILE, ANNDATA_FILE, DETECTIONS_FILE]
-            .iter()
-            .map(|f| out_dir.join(f))
-            .chain(heatmaps.iter().map(|h| out_dir.join(&h.file)))
-            .collect();
-        summary = serde_json::json!({
-            "status": "ok", "skipped": false, "bundle": bundle, "slide": spots.slide,
-            "shard": format!("{}/{}", shard.index(), shard.count()), "spots": spots.ids.len(),
-            "in_tissue": spots.in_tissue.iter().filter(|&&t| t).count(), "genes": prediction.genes.len(),
-            "seconds": started.elapsed().as_secs_f64(), "out": out_dir, "files": files,
-        });
-        let run = serde_json::json!({"request": request_id, "summary": summary});
-        std::fs::write(dir.join(RUN_FILE), serde_json::to_vec_pretty(&run)?)?;
-        Ok(())
-    })
-    .with_context(|| format!("writing the predictions to {}", out_dir.display()))?;
-    let scales: Vec<String> = heatmaps.iter().map(|h| format!("{} {:.2}–{:.2}", h.gene, h.min, h.max)).collect();
-    let human = format!(
-        "predicted {} genes for {} spots of {}; wrote {EXPRESSION_FILE}, {ANNDATA_FILE}, {DETECTIONS_FILE} and {} \
-         heatmaps ({}) in {}",
-        prediction.genes.len(),
-        spots.centres.len(),
-        spots.slide.display(),
-        heatmaps.len(),
-        scales.join(", "),
-        out_dir.display()
-    );
-    out.report(&human, summary)
+            let files: Vec<PathBuf> = [EXPRESSION_FILE, ANNDATA_FILE, DETECTIONS_FILE]
+                .iter()
+                .map(|f| out_dir.join(f))
+                .chain(heatmaps.iter().map(|h| out_dir.join(&h.file)))
+                .collect();
+            summary = serde_json::json!({
+                "status": "ok", "skipped": false, "bundle": self.bundle, "slide": spots.slide,
+                "shard": format!("{}/{}", shard.index(), shard.count()), "spots": spots.ids.len(),
+                "in_tissue": spots.in_tissue.iter().filter(|&&t| t).count(), "genes": prediction.genes.len(),
+                "seconds": self.started.elapsed().as_secs_f64(), "out": out_dir, "files": files,
+            });
+            let run = serde_json::json!({"request": self.request_id, "summary": summary});
+            std::fs::write(dir.join(RUN_FILE), serde_json::to_vec_pretty(&run)?)?;
+            Ok(())
+        })
+        .with_context(|| format!("writing the predictions to {}", out_dir.display()))?;
+        let scales: Vec<String> = heatmaps.iter().map(|h| format!("{} {:.2}–{:.2}", h.gene, h.min, h.max)).collect();
+        let human = format!(
+            "predicted {} genes for {} spots of {}; wrote {EXPRESSION_FILE}, {ANNDATA_FILE}, {DETECTIONS_FILE} and {} \
+             heatmaps ({}) in {}",
+            prediction.genes.len(),
+            spots.centres.len(),
+            spots.slide.display(),
+            heatmaps.len(),
+            scales.join(", "),
+            out_dir.display()
+        );
+        out.report(&human, summary)
+    }
 }
 
 /// What the arguments ask to predict.
@@ -263,10 +297,9 @@ fn predict(engine: &Engine, target: &Target, shard: Shard, request: &Request) ->
     }
 }
 
-/// What makes two runs the same request: the spahgc version, the bundle's files, the slide's
-/// content (not its path), the spots asked for, genes and shard. Its SHA-256 goes in run.json.
-fn request_identity(engine: &Engine, target: &Target, args: &PredictArgs, shard: Shard) -> anyhow::Result<String> {
-    let spots = match target {
+/// The spots a target asks for, as they enter its request identity.
+fn spots_asked(target: &Target, args: &PredictArgs, shard: Shard) -> serde_json::Value {
+    match target {
         Target::Section(section) => {
             let spots: Vec<_> = section.spots.iter().map(|s| (&s.id, s.x, s.y)).collect();
             serde_json::json!({"section": section.name, "spots": spots})
@@ -275,13 +308,24 @@ fn request_identity(engine: &Engine, target: &Target, args: &PredictArgs, shard:
             "region": args.region, "microns_per_pixel": options.microns_per_pixel,
             "tissue_only": options.tissue_only, "shard": [shard.index(), shard.count()],
         }),
-    };
+    }
+}
+
+/// What makes two runs the same request: the spahgc version, the bundle's files (their hashes),
+/// the slide's content (not its path), the spots asked for and the genes. Its SHA-256 goes in
+/// run.json.
+pub(crate) fn request_identity(
+    bundle_files: serde_json::Value,
+    slide: &Path,
+    spots: serde_json::Value,
+    genes: &Option<Vec<String>>,
+) -> anyhow::Result<String> {
     let identity = serde_json::json!({
         "spahgc": env!("CARGO_PKG_VERSION"),
-        "bundle": engine.bundle().manifest().files,
-        "slide": spahgc_slide::content_id(target.slide()?)?,
+        "bundle": bundle_files,
+        "slide": spahgc_slide::content_id(slide)?,
         "spots": spots,
-        "genes": args.genes,
+        "genes": genes,
     });
     Ok(format!("{:x}", Sha256::digest(identity.to_string())))
 }

@@ -29,6 +29,17 @@ pub fn default_encoder() -> Option<PathBuf> {
     None
 }
 
+/// The WebAssembly component `file` as `scripts/build-component.sh` installs it in the
+/// repository (`.spahgc/wasm/`), or `None` (after reporting it missing).
+pub fn component(file: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.spahgc/wasm")).join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    missing(&format!("{} is not built (run scripts/build-component.sh)", path.display()));
+    None
+}
+
 /// The Python of the repository's tool environment (`.spahgc/venv`, made by `scripts/setup.sh`)
 /// when it can import every module of `modules`, or `None` (after reporting it missing).
 pub fn python_with(modules: &[&str]) -> Option<PathBuf> {

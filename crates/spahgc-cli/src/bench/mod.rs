@@ -4,6 +4,7 @@ mod encoder;
 mod model;
 mod retrieval;
 mod viewport;
+mod wasm;
 
 use clap::Subcommand;
 
@@ -21,6 +22,8 @@ pub enum BenchCommand {
     Retrieval(retrieval::RetrievalBenchArgs),
     /// Latency of predicting a panning viewport, cold and warm, and throughput against the encoder.
     Viewport(viewport::ViewportBenchArgs),
+    /// One region predicted natively and by the WebAssembly component (both worlds).
+    Wasm(wasm::WasmBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
@@ -30,5 +33,6 @@ pub fn run(cmd: BenchCommand, out: &Output) -> anyhow::Result<()> {
         BenchCommand::Train(args) => model::train(args, out),
         BenchCommand::Retrieval(args) => retrieval::run(args, out),
         BenchCommand::Viewport(args) => viewport::run(args, out),
+        BenchCommand::Wasm(args) => wasm::run(args, out),
     }
 }
