@@ -3,9 +3,10 @@
 #   .spahgc/wasm/spahgc-predictor.wasm                world `predictor` (encoder inside, tract)
 #   .spahgc/wasm/spahgc-predictor-host-encoder.wasm   world `predictor-with-host-encoder`
 # Debian's rustc-web builds the standard library for the target from rust-web-src (build-std);
-# SIMD (simd128, which wasmtime runs) speeds up tract and the network; the components are linked by wasm-component-ld from the rustup toolchain. Artifacts share the
-# workspace's target directory; the components are installed in the setup directory, where
-# `spahgc wasm` and the tests find them. Usage: scripts/build-component.sh
+# wasm-component-ld from the rustup toolchain links the components. SIMD (simd128, which wasmtime
+# runs) makes tract's encoder 5x faster. No debug info: it would quintuple the files' size.
+# Artifacts share the workspace's target directory; the components are installed in the setup
+# directory, where `spahgc wasm` and the tests find them. Usage: scripts/build-component.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/scripts/apt-install.sh" rustc-web rust-web-src cargo-web lld-19 clang-19 wasi-libc \
@@ -19,7 +20,7 @@ mkdir -p "$out"
 build() { # build NAME [cargo feature arguments...]
   local name="$1"; shift
   (cd "$root" && env PATH="/usr/bin:/usr/lib/llvm-19/bin:$PATH" RUSTC_BOOTSTRAP=1 \
-    CARGO_TARGET_DIR="$root/target" CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+    CARGO_TARGET_DIR="$root/target" CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     RUSTFLAGS="-C target-feature=+simd128 -C link-self-contained=no -L native=/usr/lib/wasm32-wasi -C linker=$linker" \
     /usr/bin/cargo build --release --locked -p spahgc-component --target wasm32-wasip2 \
       -Zbuild-std=std,panic_abort "$@")

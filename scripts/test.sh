@@ -26,6 +26,9 @@ stage "clippy" cargo clippy --release --workspace --all-targets --locked -- -D w
 mkdir -p target
 # The C library where the bindings load it (target/release/libspahgc.so); the tests build the rest.
 stage "build" cargo build --release --locked -p spahgc-capi --lib
+# The WebAssembly components (Debian's Rust, std built for wasm32-wasip2), which the Rust tests
+# run in their sandbox.
+stage "wasm components" bash scripts/build-component.sh
 stage "tests" bash -c 'set -o pipefail; cargo test --release --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log'
 # The bindings run against the C library, the spahgc binary and the test bundle that the Rust
 # tests built (target/test-bundle).

@@ -65,6 +65,19 @@ fn the_engine_predicts_what_evaluation_scores_from_any_thread() {
     let diff = max_diff(&predicted.expression, &expected);
     assert!(diff <= 1e-4, "max abs difference {diff}");
 
+    // Embeddings a host computed: the same prediction; shapes and positions are checked.
+    let from_host = engine.predict_embeddings(&centres, c3_embeddings.view(), &ALL).unwrap();
+    let diff = max_diff(&from_host.expression, &predicted.expression);
+    assert!(diff <= 1e-4, "embeddings from the host: max abs difference {diff}");
+    let narrow = engine.predict_embeddings(&centres, c3_embeddings.slice(ndarray::s![.., ..5]), &ALL);
+    assert!(matches!(&narrow, Err(EngineError::Input(m)) if m.contains("5 dimensions")), "{narrow:?}");
+    let one = engine.predict_embeddings(&centres[..1], c3_embeddings.slice(ndarray::s![..1, ..]), &ALL);
+    assert!(matches!(&one, Err(EngineError::Input(m)) if m.contains("at least 2")), "{one:?}");
+    let mut lost = centres.clone();
+    lost[3] = (f64::NAN, 1.0);
+    let nowhere = engine.predict_embeddings(&lost, c3_embeddings.view(), &ALL);
+    assert!(matches!(&nowhere, Err(EngineError::Input(m)) if m.contains("centre 3")), "{nowhere:?}");
+
     // Again: every spot comes from memory, embedding and references alike.
     let warm = engine.predict_spots(&slide, c3.microns_per_pixel, &centres, None, &ALL).unwrap();
     assert_eq!((warm.stats.encoded, warm.stats.from_disk, warm.stats.retrieved), (0, 0, 0));

@@ -81,7 +81,6 @@ pub struct ComponentRuntime {
     engine: wasmtime::Engine,
     component: Component,
     linker: Linker<GuestState>,
-    path: PathBuf,
     _ticker: Ticker,
 }
 
@@ -101,12 +100,7 @@ impl ComponentRuntime {
             .map_err(|e| fail(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone())
             .map_err(|e| WasmError::Runtime(format!("starting the deadline thread: {e}")))?;
-        Ok(Arc::new(Self { engine, component, linker, path: path.into(), _ticker: ticker }))
-    }
-
-    /// The component file this runtime compiled.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Arc::new(Self { engine, component, linker, _ticker: ticker }))
     }
 }
 
@@ -167,11 +161,6 @@ impl Sandbox {
         let mut sandbox = Self { runtime, bundle: bundle.into(), options, live: None };
         sandbox.instance()?;
         Ok(sandbox)
-    }
-
-    /// The limits of the next call.
-    pub fn limits(&self) -> Limits {
-        self.options.limits
     }
 
     /// Sets the deadline of each call from now on (the memory limit applies to new instances).
