@@ -22,8 +22,8 @@ build() { # build NAME [cargo feature arguments...]
   (cd "$root" && env PATH="/usr/bin:/usr/lib/llvm-19/bin:$PATH" RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_DIR="$root/target" CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     RUSTFLAGS="-C target-feature=+simd128 -C link-self-contained=no -L native=/usr/lib/wasm32-wasi -C linker=$linker" \
-    /usr/bin/cargo build --release --locked -p spahgc-component --target wasm32-wasip2 \
-      -Zbuild-std=std,panic_abort "$@")
+    /usr/bin/cargo rustc --release --locked -p spahgc-component --target wasm32-wasip2 \
+      --crate-type cdylib -Zbuild-std=std,panic_abort "$@")
   local built="$root/target/wasm32-wasip2/release/spahgc_component.wasm"
   cp "$built" "$out/$name.wasm.part" && mv "$out/$name.wasm.part" "$out/$name.wasm"
   echo "build-component: $out/$name.wasm ($(du -h "$out/$name.wasm" | cut -f1))"
