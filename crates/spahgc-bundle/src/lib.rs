@@ -103,7 +103,7 @@ impl Bundle {
     /// Opens the bundle in `dir`: reads the manifest, verifies every file's SHA-256, loads the
     /// model and the bank, and checks that they fit together.
     pub fn open(dir: &Path) -> Result<Self, BundleError> {
-        let manifest = read_manifest(dir)?;
+        let manifest = BundleManifest::read(dir)?;
         for required in [
             format!("{ENCODER_DIR}/{MANIFEST_FILE}"),
             format!("{MODEL_DIR}/{CONFIG_FILE}"),
@@ -162,6 +162,13 @@ impl Bundle {
     /// The encoder's model directory inside the bundle.
     pub fn encoder_dir(&self) -> PathBuf {
         self.dir.join(ENCODER_DIR)
+    }
+}
+
+impl BundleManifest {
+    /// Reads `dir/manifest.json` alone (no file is verified): a newer format is refused first.
+    pub fn read(dir: &Path) -> Result<Self, BundleError> {
+        read_manifest(dir)
     }
 }
 

@@ -127,25 +127,17 @@ fn predict(args: WasmPredictArgs, out: &Output) -> anyhow::Result<()> {
         other => bad_input!("--region takes x,y,width,height; got {} values", other.len()),
     };
     let bundle = bundle_dir(args.bundle.as_ref())?;
-    let slide = spahgc_slide::open(&args.slide)?;
-    let Some(mpp) = args.mpp.or(slide.microns_per_pixel()) else {
-        bad_input!("slide {} records no resolution: give --mpp", args.slide.display())
-    };
-    let options =
-        RegionOptions { region: Some(region), microns_per_pixel: Some(mpp), tissue_only: !args.keep_background };
+    let tissue_only = !args.keep_background;
     let component = component_file(args.component.as_ref(), args.host_encoder)?;
-    let manifest = bundle.join(spahgc_bundle::MANIFEST_FILE);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest).with_context(|| format!("reading {}", manifest.display()))?)
-            .with_context(|| format!("{} is not JSON", manifest.display()))?;
+    let files = serde_json::to_value(spahgc_bundle::BundleManifest::read(&bundle)?.files)?;
     let asked = serde_json::json!({
-        "region": args.region, "microns_per_pixel": mpp, "tissue_only": options.tissue_only,
+        "region": args.region, "microns_per_pixel": args.mpp, "tissue_only": tissue_only,
         "component": spahgc_slide::content_id(&component)?, "host_encoder": args.host_encoder,
     });
     let run = Run {
         bundle: &bundle,
         out_dir: &args.out,
-        request_id: request_identity(manifest["files"].clone(), &args.slide, asked, &args.genes)?,
+        request_id: request_identity(files, &args.slide, asked, &args.genes)?,
         shard: Shard::WHOLE,
         genes: args.genes.as_deref(),
         started,
@@ -153,6 +145,11 @@ fn predict(args: WasmPredictArgs, out: &Output) -> anyhow::Result<()> {
     if !args.force && run.skipped(out)? {
         return Ok(());
     }
+    let slide = spahgc_slide::open(&args.slide)?;
+    let Some(mpp) = args.mpp.or(slide.microns_per_pixel()) else {
+        bad_input!("slide {} records no resolution: give --mpp", args.slide.display())
+    };
+    let options = RegionOptions { region: Some(region), microns_per_pixel: Some(mpp), tissue_only };
     let mut sandbox = args.sandbox.open(&component, args.host_encoder, &bundle)?;
     let found = predict_in_sandbox(&mut sandbox, slide.as_ref(), &options, args.genes.as_deref())?;
     let spots = Spots {

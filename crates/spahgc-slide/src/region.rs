@@ -21,19 +21,26 @@ pub struct Rect {
 /// their top-left corner (what a host hands to a prediction of pixels it holds).
 pub fn read_on_slide(slide: &dyn Slide, rect: Rect) -> Result<(RgbImage, (u64, u64)), SlideError> {
     let (slide_w, slide_h) = slide.dimensions();
-    let x0 = rect.x.clamp(0, slide_w as i64) as u64;
-    let y0 = rect.y.clamp(0, slide_h as i64) as u64;
-    let x1 = rect.x.saturating_add(rect.width as i64).clamp(0, slide_w as i64) as u64;
-    let y1 = rect.y.saturating_add(rect.height as i64).clamp(0, slide_h as i64) as u64;
-    let (width, height) = (u32::try_from(x1 - x0), u32::try_from(y1 - y0));
-    let (Ok(width @ 1..), Ok(height @ 1..)) = (width, height) else {
+    let part = part_on_slide(rect, (slide_w, slide_h));
+    let size = part.map(|(x0, y0, x1, y1)| (u32::try_from(x1 - x0), u32::try_from(y1 - y0)));
+    let (Some((x0, y0, _, _)), Some((Ok(width), Ok(height)))) = (part, size) else {
         return Err(SlideError::BadRegion(format!(
-            "region {}×{} at {},{} holds no pixels of the {slide_w}×{slide_h} slide",
+            "region {}×{} at {},{} holds no pixels of the {slide_w}×{slide_h} slide that one read can take",
             rect.width, rect.height, rect.x, rect.y
         )));
     };
     let on_slide = Rect { x: x0 as i64, y: y0 as i64, width: u64::from(width), height: u64::from(height) };
     Ok((read_region(slide, on_slide, width, height)?, (x0, y0)))
+}
+
+/// The part of `rect` on a slide of `dimensions`, as level-0 corners `(x0, y0, x1, y1)`, or
+/// `None` when no pixel of it is.
+fn part_on_slide(rect: Rect, (slide_w, slide_h): (u64, u64)) -> Option<(u64, u64, u64, u64)> {
+    let x0 = rect.x.clamp(0, slide_w as i64) as u64;
+    let y0 = rect.y.clamp(0, slide_h as i64) as u64;
+    let x1 = rect.x.saturating_add(rect.width as i64).clamp(0, slide_w as i64) as u64;
+    let y1 = rect.y.saturating_add(rect.height as i64).clamp(0, slide_h as i64) as u64;
+    (x1 > x0 && y1 > y0).then_some((x0, y0, x1, y1))
 }
 
 /// Reads `rect` resampled to `out_width` × `out_height` pixels.
@@ -60,12 +67,7 @@ pub fn read_region(slide: &dyn Slide, rect: Rect, out_width: u32, out_height: u3
             rect.width, rect.height
         )));
     }
-    let (slide_w, slide_h) = slide.dimensions();
-    let x0 = rect.x.max(0) as u64;
-    let y0 = rect.y.max(0) as u64;
-    let x1 = (rect.x + rect.width as i64).clamp(0, slide_w as i64) as u64;
-    let y1 = (rect.y + rect.height as i64).clamp(0, slide_h as i64) as u64;
-    let canvas = if x1 > x0 && y1 > y0 {
+    let canvas = if let Some((x0, y0, x1, y1)) = part_on_slide(rect, slide.dimensions()) {
         let read_w = (((x1 - x0) as f64 / ds).round() as u32).max(1);
         let read_h = (((y1 - y0) as f64 / ds).round() as u32).max(1);
         let part = slide.read_level(level, x0, y0, read_w, read_h)?;

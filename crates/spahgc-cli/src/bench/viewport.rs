@@ -1,31 +1,23 @@
 //! `spahgc bench viewport`: a user panning over a slide, one prediction per viewport, with
 //! cold and warm caches, against the bare encoder's throughput measured in the same run.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 use ndarray::Axis;
-use spahgc_datasets::her2st;
 use spahgc_encoder::{Encoder, to_tensor};
 use spahgc_engine::{Engine, EngineOptions, Region, RegionOptions, Request, RequestStats};
 use spahgc_slide::{PatchGeometry, Slide};
 
+use super::{BenchSection, OpenedSection};
 use crate::embed::EncoderArgs;
 use crate::output::Output;
-use crate::predict::bundle_dir;
 
 #[derive(Args)]
 pub struct ViewportBenchArgs {
-    /// Model bundle; default: the one the demo builds.
-    #[arg(long)]
-    bundle: Option<PathBuf>,
-    /// her2st data set directory; the slide is --section's H&E image.
-    #[arg(long, default_value = "../shared/data/her2st")]
-    her2st: PathBuf,
-    #[arg(long, default_value = "C3")]
-    section: String,
+    #[command(flatten)]
+    section: BenchSection,
     /// Viewport steps of the pan.
     #[arg(long, default_value_t = 20)]
     steps: usize,
@@ -49,10 +41,7 @@ struct Step {
 pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(args.steps > 0 && args.spots >= 4, "--steps must be at least 1 and --spots at least 4");
     anyhow::ensure!(args.encoder.encoder.is_none(), "the bench runs the bundle's own encoder: drop --encoder");
-    let section = her2st::load(&args.her2st, &args.section)?;
-    let slide = section.image.clone().context("her2st sections have images")?;
-    let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
-    let bundle = bundle_dir(args.bundle.as_ref())?;
+    let OpenedSection { bundle, slide, mpp } = args.section.open()?;
     let scratch = tempfile::tempdir()?;
     let disk = spahgc_cache::EmbeddingCache::open(scratch.path(), u64::MAX)?;
     let options = EngineOptions { encoder: args.encoder.options(), cache: Some(disk.clone()), ..Default::default() };
@@ -113,7 +102,7 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
              first viewport         {first_rate:8.1} spots/s  ({} spots encoded in {:.0} ms, nothing cached)\n  \
              bare encoder           {raw:8.1} patches/s\n  \
              cold / bare encoder    {:8.3}x  (goal ≥ 0.9x; first viewport {:.3}x)",
-            args.section,
+            args.section.section,
             cold.len(),
             encoder.manifest().name,
             encoder.provider(),

@@ -6,23 +6,16 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use spahgc_datasets::her2st;
 use spahgc_engine::{Engine, EngineOptions, Prediction, Region, RegionOptions, Request};
 
+use super::{BenchSection, OpenedSection};
 use crate::output::Output;
-use crate::predict::bundle_dir;
 use crate::wasm::{SandboxArgs, component_file, predict_in_sandbox};
 
 #[derive(Args)]
 pub struct WasmBenchArgs {
-    /// Model bundle; default: the one the demo builds.
-    #[arg(long)]
-    bundle: Option<PathBuf>,
-    /// her2st data set directory; the slide is --section's H&E image.
-    #[arg(long, default_value = "../shared/data/her2st")]
-    her2st: PathBuf,
-    #[arg(long, default_value = "C3")]
-    section: String,
+    #[command(flatten)]
+    section: BenchSection,
     /// Side of the square region, in grid spots (its graph adds two rings of margin spots).
     #[arg(long, default_value_t = 6)]
     side: usize,
@@ -72,10 +65,7 @@ fn size_mib(path: &Path) -> anyhow::Result<f64> {
 
 pub fn run(args: WasmBenchArgs, out: &Output) -> anyhow::Result<()> {
     anyhow::ensure!(args.repeats > 0 && args.side > 0, "--repeats and --side must be at least 1");
-    let section = her2st::load(&args.her2st, &args.section)?;
-    let slide_path = section.image.clone().context("her2st sections have images")?;
-    let mpp = section.microns_per_pixel.context("her2st sections have a resolution")?;
-    let bundle = bundle_dir(args.bundle.as_ref())?;
+    let OpenedSection { bundle, slide: slide_path, mpp } = args.section.open()?;
     let slide = spahgc_slide::open(&slide_path)?;
     // Nothing is remembered between repetitions: each one embeds, retrieves and predicts.
     let native_options =
@@ -114,7 +104,7 @@ pub fn run(args: WasmBenchArgs, out: &Output) -> anyhow::Result<()> {
         spots,
         args.side,
         args.side,
-        args.section,
+        args.section.section,
         slide_path.display(),
         args.repeats,
         if args.sandbox.encoder.tract { "tract" } else { "ONNX Runtime" },
