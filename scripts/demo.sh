@@ -15,7 +15,8 @@ bash scripts/setup.sh
 cargo build --release --locked -p spahgc-cli
 spahgc="$root/target/release/spahgc"
 
-if [ ! -f "$bundle/manifest.json" ]; then
+# Trained again when missing or when it no longer opens (a bundle of an older format, say).
+if ! "$spahgc" bundle info "$bundle" >/dev/null 2>&1; then
   "$spahgc" train --her2st "$data/her2st" --sections B4,C2,C3,C4,C5 --out "$bundle"
 fi
 "$spahgc" bundle info "$bundle"

@@ -422,9 +422,12 @@ fn training_writes_a_verified_bundle() {
     ok(&spahgc(&["bundle", "info", bundle.to_str().unwrap(), "--json"], &cache));
     let manifest = bundle.join("manifest.json");
     let original = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, original.replace("\"format_version\": 1", "\"format_version\": 9")).unwrap();
+    std::fs::write(&manifest, original.replace("\"format_version\": 2", "\"format_version\": 9")).unwrap();
     let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));
-    assert!(err.contains("bundle format 9 is newer than this build reads (1)"), "{err}");
+    assert!(err.contains("bundle format 9 is newer than this build reads (2)"), "{err}");
+    std::fs::write(&manifest, original.replace("\"format_version\": 2", "\"format_version\": 1")).unwrap();
+    let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));
+    assert!(err.contains("bundle format 1 is older than this build reads (2); train the bundle again"), "{err}");
     std::fs::write(&manifest, original).unwrap();
     std::fs::remove_file(bundle.join("encoder/model.onnx")).unwrap();
     let err = failed(&spahgc(&["bundle", "info", bundle.to_str().unwrap()], &cache));

@@ -12,8 +12,11 @@
 //! ```
 //!
 //! A bundle is written into a temporary directory beside its destination and renamed into place,
-//! so a reader never sees half of one. Opening refuses a newer format, a missing or altered file
-//! (naming it), and parts that do not fit together (genes, normalisation, embedding width).
+//! so a reader never sees half of one. Opening refuses another format version, a missing or
+//! altered file (naming it), and parts that do not fit together (genes, normalisation, embedding
+//! width). The manifest checks itself too: its last field, `manifest_sha256`, is the SHA-256 of
+//! the file's bytes with that field's value left empty, so no byte of any file can change
+//! unnoticed.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,8 +29,8 @@ use spahgc_core::NormStats;
 use spahgc_graph::GraphParams;
 use spahgc_model::{CONFIG_FILE, ModelError, SpaHgc, WEIGHTS_FILE};
 
-/// The manifest format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The manifest format this build writes and reads (2: the manifest carries its own checksum).
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const ENCODER_DIR: &str = "encoder";
 pub const MODEL_DIR: &str = "model";
@@ -42,6 +45,8 @@ pub enum BundleError {
     Manifest { path: PathBuf, message: String },
     #[error("{}: bundle format {found} is newer than this build reads ({supported}); update spahgc", path.display())]
     Newer { path: PathBuf, found: u32, supported: u32 },
+    #[error("{}: bundle format {found} is older than this build reads ({supported}); train the bundle again", path.display())]
+    Older { path: PathBuf, found: u32, supported: u32 },
     #[error("bundle {}: {file} is missing", dir.display())]
     Missing { dir: PathBuf, file: String },
     #[error("bundle {}: {file} was altered (SHA-256 {found}, the manifest records {expected})", dir.display())]
@@ -76,7 +81,12 @@ pub struct BundleManifest {
     pub provenance: String,
     /// SHA-256 of every other file, by path relative to the bundle (`/`-separated).
     pub files: BTreeMap<String, String>,
+    /// SHA-256 of `manifest.json` as written with this field empty (see [`MANIFEST_CHECKSUM`]).
+    pub manifest_sha256: String,
 }
+
+/// The manifest field that holds the manifest's own checksum.
+pub const MANIFEST_CHECKSUM: &str = "manifest_sha256";
 
 /// What a new bundle is made of.
 pub struct BundleSource<'a> {
@@ -177,30 +187,79 @@ fn read_manifest(dir: &Path) -> Result<BundleManifest, BundleError> {
     let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io { path: path.clone(), source })?;
     let manifest_error = |message: String| BundleError::Manifest { path: path.clone(), message };
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| manifest_error(e.to_string()))?;
-    // The version is checked before the rest, so a newer bundle says so rather than failing on
-    // a field this build does not know.
+    // The version is checked before the rest, so a bundle of another format says so rather than
+    // failing on a field this build does not know.
     let found = value
         .get("format_version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| manifest_error("no format_version".into()))?;
-    if found > u64::from(FORMAT_VERSION) {
-        return Err(BundleError::Newer { path, found: found as u32, supported: FORMAT_VERSION });
+    let (found, supported) = (u32::try_from(found).unwrap_or(u32::MAX), FORMAT_VERSION);
+    if found > supported {
+        return Err(BundleError::Newer { path, found, supported });
+    }
+    if found < supported {
+        return Err(BundleError::Older { path, found, supported });
+    }
+    let recorded = value
+        .get(MANIFEST_CHECKSUM)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| manifest_error(format!("no {MANIFEST_CHECKSUM}")))?;
+    let recorded_field = checksum_field(recorded);
+    if text.matches(&recorded_field).count() != 1 {
+        return Err(manifest_error(format!("{MANIFEST_CHECKSUM} is not written as this build writes it")));
+    }
+    let found = sha256_hex(text.replacen(&recorded_field, &checksum_field(""), 1).as_bytes());
+    if found != recorded {
+        let (dir, file, expected) = (dir.to_path_buf(), MANIFEST_FILE.to_string(), recorded.to_string());
+        return Err(BundleError::Altered { dir, file, found, expected });
     }
     serde_json::from_value(value).map_err(|e| manifest_error(e.to_string()))
 }
 
+/// How the checksum field reads in a written manifest.
+fn checksum_field(value: &str) -> String {
+    format!("\"{MANIFEST_CHECKSUM}\": \"{value}\"")
+}
+
 /// Writes a bundle of `source` to `dir`, replacing whatever bundle was there only once the new
-/// one is complete. Returns its manifest.
+/// one is complete ([`spahgc_core::write_dir_atomically`]). Returns its manifest.
 pub fn write_bundle(dir: &Path, source: &BundleSource) -> Result<BundleManifest, BundleError> {
+    let mut written = None;
+    spahgc_core::write_dir_atomically(dir, |root| -> Result<(), Failed> {
+        written = Some(fill_bundle(root, source)?);
+        Ok(())
+    })
+    .map_err(|failed| match failed {
+        Failed::Bundle(e) => e,
+        Failed::Io(source) => BundleError::Io { path: dir.to_path_buf(), source },
+    })?;
+    Ok(written.expect("a bundle that was written has a manifest"))
+}
+
+/// Why writing a bundle failed: a file of it, or putting the finished directory in place.
+enum Failed {
+    Bundle(BundleError),
+    Io(std::io::Error),
+}
+
+impl From<BundleError> for Failed {
+    fn from(e: BundleError) -> Self {
+        Failed::Bundle(e)
+    }
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(e: std::io::Error) -> Self {
+        Failed::Io(e)
+    }
+}
+
+/// Writes the files of a bundle of `source` into the empty directory `root`.
+fn fill_bundle(root: &Path, source: &BundleSource) -> Result<BundleManifest, BundleError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BundleError::Io { path, source }
     };
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let staging = tempfile::Builder::new().prefix(".tmp-bundle-").tempdir_in(parent).map_err(io(parent))?;
-    let root = staging.path();
-
     source.model.save(&root.join(MODEL_DIR))?;
     std::fs::copy(source.bank, root.join(BANK_FILE)).map_err(io(source.bank))?;
     let encoder = root.join(ENCODER_DIR);
@@ -223,7 +282,7 @@ pub fn write_bundle(dir: &Path, source: &BundleSource) -> Result<BundleManifest,
     files.insert(BANK_FILE.to_string(), sha256_file(&root.join(BANK_FILE))?);
 
     let config = source.model.config();
-    let manifest = BundleManifest {
+    let mut manifest = BundleManifest {
         format_version: FORMAT_VERSION,
         name: source.name.clone(),
         genes: config.genes.clone(),
@@ -234,37 +293,14 @@ pub fn write_bundle(dir: &Path, source: &BundleSource) -> Result<BundleManifest,
         licence: source.licence.clone(),
         provenance: source.provenance.clone(),
         files,
+        manifest_sha256: String::new(),
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    let unsigned = serde_json::to_string_pretty(&manifest).expect("a manifest serialises");
+    manifest.manifest_sha256 = sha256_hex(unsigned.as_bytes());
+    let json = unsigned.replacen(&checksum_field(""), &checksum_field(&manifest.manifest_sha256), 1);
     let manifest_path = root.join(MANIFEST_FILE);
-    spahgc_core::write_atomically(&manifest_path, |w| w.write_all(&json)).map_err(io(&manifest_path))?;
-    install(staging, dir)?;
+    std::fs::write(&manifest_path, json).map_err(io(&manifest_path))?;
     Ok(manifest)
-}
-
-/// Moves the finished `staging` directory to `dir`; an existing `dir` is moved aside first and
-/// removed after.
-fn install(staging: tempfile::TempDir, dir: &Path) -> Result<(), BundleError> {
-    let io = |source| BundleError::Io { path: dir.to_path_buf(), source };
-    let parent = staging.path().parent().expect("staging lies beside the destination").to_path_buf();
-    let old = if dir.exists() {
-        let aside = tempfile::Builder::new().prefix(".old-bundle-").tempdir_in(&parent).map_err(io)?;
-        std::fs::rename(dir, aside.path().join("bundle")).map_err(io)?;
-        Some(aside)
-    } else {
-        None
-    };
-    let staged = staging.keep();
-    if let Err(e) = std::fs::rename(&staged, dir) {
-        // Put the previous bundle back before reporting.
-        if let Some(aside) = &old {
-            let _ = std::fs::rename(aside.path().join("bundle"), dir);
-        }
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(io(e));
-    }
-    drop(old); // removes the previous bundle
-    Ok(())
 }
 
 fn sha256_file(path: &Path) -> Result<String, BundleError> {
@@ -272,4 +308,8 @@ fn sha256_file(path: &Path) -> Result<String, BundleError> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
     Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
 }
