@@ -64,6 +64,15 @@ pub struct EntryInfo {
     pub last_used: SystemTime,
 }
 
+/// What [`EmbeddingCache::verify`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Verified {
+    /// Entries whose header and checksum are right.
+    pub valid: usize,
+    /// Entries that failed, deleted: file name and why.
+    pub removed: Vec<String>,
+}
+
 /// An entry file found by a directory scan.
 struct EntryFile {
     path: PathBuf,
@@ -118,19 +127,7 @@ impl EmbeddingCache {
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(None),
             Err(e) => return Err(CacheError::io("open cache entry", &path, e)),
         };
-        let meta = file.metadata().map_err(|e| CacheError::io("read metadata of cache entry", &path, e))?;
-        let checked = if !meta.is_file() {
-            Err(Invalid::NotAFile)
-        } else if meta.len() < HEADER_LEN as u64 {
-            Err(Invalid::Truncated(meta.len()))
-        } else {
-            // SAFETY: mapping a file is unsound only if the file is modified while mapped. This
-            // crate never modifies an entry in place: `put` replaces it by an atomic rename and
-            // eviction unlinks it, both of which leave this mapping's inode untouched.
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| CacheError::io("memory-map cache entry", &path, e))?;
-            format::verify(&map, &digest).map(|shape| (map, shape))
-        };
-        match checked {
+        match check_entry(&file, &path, &digest)? {
             Ok((map, shape)) => {
                 if let Err(e) = file.set_modified(SystemTime::now()) {
                     debug!(path = %path.display(), error = %e, "could not mark cache entry as used");
@@ -142,6 +139,34 @@ impl EmbeddingCache {
                 Ok(None)
             }
         }
+    }
+
+    /// Reads every entry in full and checks it as [`get`](Self::get) does, deleting (as `get`
+    /// would) those that fail. For `spahgc cache verify` and for checking a cache after a crash.
+    pub fn verify(&self) -> Result<Verified, CacheError> {
+        let mut verified = Verified::default();
+        for entry in self.scan()?.entries {
+            let file = match File::open(&entry.path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // evicted meanwhile
+                Err(e) => return Err(CacheError::io("open cache entry", &entry.path, e)),
+            };
+            let digest = entry.file_name.trim_end_matches(ENTRY_SUFFIX);
+            let is_digest = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            let checked = if is_digest && entry.path.parent() == Some(self.shard_dir(digest).as_path()) {
+                check_entry(&file, &entry.path, digest)?.map(|_| ())
+            } else {
+                Err(Invalid::Misplaced)
+            };
+            match checked {
+                Ok(()) => verified.valid += 1,
+                Err(why) => {
+                    discard(&entry.path, &why);
+                    verified.removed.push(format!("{}: {why}", entry.file_name));
+                }
+            }
+        }
+        Ok(verified)
     }
 
     /// Stores `rows × dim` embeddings for `key`: `values` is row-major f32, stored at `precision`
@@ -341,6 +366,23 @@ fn root_from_env(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf, Cach
 /// Whether `name` is a shard directory name: two lowercase hex digits.
 fn is_shard_name(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|n| n.len() == 2 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// Maps the opened entry `file` (at `path`) and checks it against `digest`: the outer error is an
+/// I/O failure, the inner one a bad entry.
+fn check_entry(file: &File, path: &Path, digest: &str) -> Result<Result<(Mmap, EntryShape), Invalid>, CacheError> {
+    let meta = file.metadata().map_err(|e| CacheError::io("read metadata of cache entry", path, e))?;
+    if !meta.is_file() {
+        return Ok(Err(Invalid::NotAFile));
+    }
+    if meta.len() < HEADER_LEN as u64 {
+        return Ok(Err(Invalid::Truncated(meta.len())));
+    }
+    // SAFETY: mapping a file is unsound only if the file is modified while mapped. This crate
+    // never modifies an entry in place: `put` replaces it by an atomic rename and eviction
+    // unlinks it, both of which leave this mapping's inode untouched.
+    let map = unsafe { Mmap::map(file) }.map_err(|e| CacheError::io("memory-map cache entry", path, e))?;
+    Ok(format::verify(&map, digest).map(|shape| (map, shape)))
 }
 
 /// Deletes an entry that failed verification, logging why.

@@ -91,6 +91,8 @@ pub(crate) enum Invalid {
     ForeignKey,
     #[error("checksum mismatch")]
     Checksum,
+    #[error("file name is not the digest of a key in its shard directory")]
+    Misplaced,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

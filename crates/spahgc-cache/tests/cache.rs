@@ -253,6 +253,33 @@ fn damaged_entries_are_deleted_not_served_and_can_be_rewritten() {
 }
 
 #[test]
+fn verify_reads_every_entry_and_deletes_damaged_and_misplaced_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    for seed in 1..=3 {
+        put(&cache, seed, Precision::F32);
+    }
+    let damaged = entry_path(dir.path(), &key(2));
+    patch(&damaged, HEADER_LEN + 5, &[fs::read(&damaged).unwrap()[HEADER_LEN + 5] ^ 1]);
+    // A good entry's file in a shard its name does not belong to.
+    let first = entry_path(dir.path(), &key(1));
+    let other_shard = if key(1).digest().starts_with("00") { "01" } else { "00" };
+    let misplaced = dir.path().join("v1").join(other_shard).join(first.file_name().unwrap());
+    fs::create_dir_all(misplaced.parent().unwrap()).unwrap();
+    fs::copy(&first, &misplaced).unwrap();
+
+    let verified = cache.verify().unwrap();
+    assert_eq!(verified.valid, 2);
+    let removed = &verified.removed;
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(removed.iter().any(|r| r.ends_with("checksum mismatch")), "{removed:?}");
+    assert!(removed.iter().any(|r| r.ends_with("not the digest of a key in its shard directory")), "{removed:?}");
+    assert!(!damaged.exists() && !misplaced.exists());
+    assert_eq!(cache.get(&key(1)).unwrap().unwrap().as_f32().unwrap(), &values(1, ROWS * DIM)[..]);
+    assert_eq!(cache.verify().unwrap().removed, Vec::<String>::new());
+}
+
+#[test]
 fn a_root_under_a_regular_file_fails_clearly_at_open_and_creates_nothing() {
     // Tests run as root, where permission bits are ignored; a path under a file is unwritable for all.
     let dir = tempfile::tempdir().unwrap();

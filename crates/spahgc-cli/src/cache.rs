@@ -1,4 +1,4 @@
-//! `spahgc cache stats|clear`.
+//! `spahgc cache stats|verify|clear`.
 
 use clap::Subcommand;
 
@@ -9,6 +9,9 @@ use crate::output::Output;
 pub enum CacheCommand {
     /// Entries, sizes and the size bound of the embedding cache.
     Stats(CacheArgs),
+    /// Read every entry in full, check it, and delete those that fail (they are recomputed when
+    /// next needed).
+    Verify(CacheArgs),
     /// Remove every entry.
     Clear(CacheArgs),
 }
@@ -16,7 +19,7 @@ pub enum CacheCommand {
 pub fn run(cmd: CacheCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         CacheCommand::Stats(args) => {
-            let cache = args.open()?.ok_or_else(|| anyhow::anyhow!("--no-cache leaves no cache to inspect"))?;
+            let cache = opened(&args, "inspect")?;
             let stats = cache.stats()?;
             let mut human = format!(
                 "cache {}: {} entries, {:.1} MiB of {:.1} MiB",
@@ -37,11 +40,25 @@ pub fn run(cmd: CacheCommand, out: &Output) -> anyhow::Result<()> {
                 serde_json::json!({"root": stats.root, "entries": entries, "total_bytes": stats.total_bytes, "max_bytes": stats.max_bytes}),
             )?;
         }
+        CacheCommand::Verify(args) => {
+            let cache = opened(&args, "verify")?;
+            let verified = cache.verify()?;
+            let mut human = format!("{} entries verified, {} removed", verified.valid, verified.removed.len());
+            for removed in &verified.removed {
+                human.push_str(&format!("\n  removed {removed}"));
+            }
+            out.report(&human, serde_json::json!({ "valid": verified.valid, "removed": verified.removed }))?;
+        }
         CacheCommand::Clear(args) => {
-            let cache = args.open()?.ok_or_else(|| anyhow::anyhow!("--no-cache leaves no cache to clear"))?;
+            let cache = opened(&args, "clear")?;
             let removed = cache.clear()?;
             out.report(&format!("removed {removed} entries"), serde_json::json!({ "removed": removed }))?;
         }
     }
     Ok(())
+}
+
+/// The cache the arguments name; `what` the command wants to do with it, for the error.
+fn opened(args: &CacheArgs, what: &str) -> anyhow::Result<spahgc_cache::EmbeddingCache> {
+    args.open()?.ok_or_else(|| anyhow::anyhow!("--no-cache leaves no cache to {what}"))
 }

@@ -2,6 +2,11 @@
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Hidden temporaries (`.tmp-*`, `.old-*`) beside a file being written that were last modified
+/// longer ago than this are leftovers of a killed writer, and the next write removes them.
+pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// Writes a file so that readers see either the old content or the complete new content.
 ///
@@ -28,19 +33,26 @@ pub fn write_atomically_by_name<E: From<io::Error>>(
 }
 
 /// Fills a directory so that `path` holds either its old content or all of the new one:
-/// `fill` writes into a temporary sibling directory, which then takes `path`'s place (an old
-/// directory there is removed). On any error the temporary directory is removed and `path` is
-/// untouched.
+/// `fill` writes into a temporary sibling directory, which then takes `path`'s place. On Linux an
+/// existing `path` is swapped with it in one atomic exchange, so a crash at any moment leaves the
+/// old directory or the new one under `path`, never neither; elsewhere the old one is moved aside
+/// first. On any error the temporary directory is removed and `path` is untouched. A crash can
+/// leave a hidden `.tmp-*` or `.old-*` sibling behind: readers ignore them and they are safe to
+/// delete.
 pub fn write_dir_atomically<E: From<io::Error>>(
     path: &Path,
     fill: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), E> {
     let parent = parent_of(path);
     std::fs::create_dir_all(parent)?;
+    remove_stale_temporaries(parent);
     let staged = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
     fill(staged.path())?;
-    for entry in std::fs::read_dir(staged.path())? {
-        std::fs::File::open(entry?.path())?.sync_all()?;
+    sync_tree(staged.path())?;
+    if path.exists() && exchange(staged.path(), path)? {
+        // `staged` now holds the old directory; dropping it removes it.
+        sync_dir(parent);
+        return Ok(());
     }
     // A directory cannot be renamed over a non-empty one: move the old one aside first.
     let old = path.exists().then(|| tempfile::Builder::new().prefix(".old-").tempdir_in(parent)).transpose()?;
@@ -59,12 +71,77 @@ pub fn write_dir_atomically<E: From<io::Error>>(
     Ok(())
 }
 
+/// Makes every file and directory under `dir` (and `dir` itself) durable.
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        } else {
+            std::fs::File::open(entry.path())?.sync_all()?;
+        }
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Atomically swaps two existing paths (Linux `renameat2(RENAME_EXCHANGE)`). `Ok(false)` where
+/// the platform or file system cannot.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (a, b) = (c_path(a)?, c_path(b)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let done =
+        unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+    if done == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => Ok(false),
+        e => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
 fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
+/// Removes the leftovers of killed writers from `dir`: hidden `.tmp-*` and `.old-*` files and
+/// directories older than [`STALE_TEMPORARY_AGE`]. Best effort: what cannot be removed stays.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".tmp-") || name.starts_with(".old-")) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale =
+            meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > STALE_TEMPORARY_AGE);
+        if stale {
+            let path = entry.path();
+            let removed = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            match removed {
+                Ok(()) => tracing::debug!(path = %path.display(), "removed a killed writer's leftover"),
+                Err(e) => tracing::debug!(path = %path.display(), error = %e, "could not remove a leftover"),
+            }
+        }
+    }
+}
+
 /// A temporary file beside `path`.
 fn staging_file(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    remove_stale_temporaries(parent_of(path));
     let mut builder = tempfile::Builder::new();
     builder.prefix(".tmp-");
     // Temporary files are private (0600) by default; the finished file is an ordinary one,

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use ndarray::{Array2, Array4, Axis};
-use spahgc_cache::{CacheError, CacheKey, EmbeddingCache, Precision};
+use spahgc_cache::{CacheKey, EmbeddingCache, Precision};
 use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, to_tensor};
 use spahgc_slide::{PatchGeometry, Slide, SlideError, content_id};
 
@@ -27,8 +27,6 @@ pub enum EmbedError {
     Slide(#[from] SlideError),
     #[error(transparent)]
     Encoder(#[from] EncoderError),
-    #[error(transparent)]
-    Cache(#[from] CacheError),
     /// Neither the caller nor the slide's metadata gives the resolution.
     #[error("slide {0} records no resolution: give its µm per pixel explicitly (--mpp)")]
     NoResolution(std::path::PathBuf),
@@ -102,7 +100,8 @@ impl SpotEmbedder<'_> {
 
     /// Embeds each group of spots of an opened slide whose content id is `slide_id` (`None`:
     /// not cached on disk). Groups in the cache are read from it; the others are encoded
-    /// together and stored, one cache entry per group.
+    /// together and stored, one cache entry per group. A cache that cannot be read or written
+    /// (full disk, permissions) is logged and bypassed: it never fails a request.
     pub fn embed_groups(
         &self,
         slide: &dyn Slide,
@@ -134,7 +133,11 @@ impl SpotEmbedder<'_> {
                 if let (Some(cache), Some(id)) = (self.cache, slide_id) {
                     let values = rows.as_slice().expect("freshly built arrays are contiguous");
                     let key = cache_key(self.encoder.manifest(), id, microns_per_pixel, groups[g]);
-                    cache.put(&key, rows.nrows(), rows.ncols(), values, self.precision)?;
+                    // The cache only saves time: a full disk or an unwritable directory costs the
+                    // next request a recomputation, not this request its answer.
+                    if let Err(e) = cache.put(&key, rows.nrows(), rows.ncols(), values, self.precision) {
+                        tracing::warn!(error = %e, "embeddings not cached; they will be computed again next time");
+                    }
                 }
                 found[g] = Some(Embedded { embeddings: rows, origin: Origin::Computed });
             }
@@ -145,8 +148,13 @@ impl SpotEmbedder<'_> {
     /// The cached embeddings of `centres`, if any.
     fn cached(&self, slide_id: &str, mpp: f64, centres: &[(f64, f64)]) -> Result<Option<Embedded>, EmbedError> {
         let Some(cache) = self.cache else { return Ok(None) };
-        let Some(hit) = cache.get(&cache_key(self.encoder.manifest(), slide_id, mpp, centres))? else {
-            return Ok(None);
+        let hit = match cache.get(&cache_key(self.encoder.manifest(), slide_id, mpp, centres)) {
+            Ok(Some(hit)) => hit,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "cache entry unreadable; computing the embeddings");
+                return Ok(None);
+            }
         };
         let embeddings = Array2::from_shape_vec((hit.rows(), hit.dim()), hit.to_f32_vec())
             .map_err(|e| EncoderError::Inference(format!("cache entry shape: {e}")))?;
