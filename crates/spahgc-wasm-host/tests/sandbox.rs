@@ -1,71 +1,28 @@
 //! The component in its sandbox: the same predictions as the native engine in both worlds, and
 //! limits, pre-opens and bad input that end a call with an error the next call survives.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::{HOST_ENCODER, SELF_CONTAINED, context_pixels, cpu, predict_rgb, region, runtime};
 use ndarray::Array2;
 use spahgc_core::Section;
-use spahgc_encoder::{Device, Encoder, EncoderOptions};
-use spahgc_engine::{
-    Engine, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, RegionPrediction, Request,
-};
+use spahgc_encoder::Encoder;
+use spahgc_engine::{Engine, EngineOptions, PixelBuffer, PixelFormat, RegionOptions, RegionPrediction, Request};
 use spahgc_wasm_host::{ComponentRuntime, Limits, Sandbox, SandboxOptions, WasmError};
-
-const SELF_CONTAINED: &str = "spahgc-predictor.wasm";
-const HOST_ENCODER: &str = "spahgc-predictor-host-encoder.wasm";
-
-/// A component compiled once per test process.
-fn runtime(file: &'static str) -> Option<Arc<ComponentRuntime>> {
-    static CONTAINED: OnceLock<Arc<ComponentRuntime>> = OnceLock::new();
-    static HOSTED: OnceLock<Arc<ComponentRuntime>> = OnceLock::new();
-    let compiled = if file == SELF_CONTAINED { &CONTAINED } else { &HOSTED };
-    let path = spahgc_testdata::component(file)?;
-    Some(compiled.get_or_init(|| ComponentRuntime::load(&path).unwrap()).clone())
-}
 
 /// The test bundle, section C3 (not trained on) and the self-contained component.
 fn setup() -> Option<(PathBuf, Section, Arc<ComponentRuntime>)> {
-    let bundle = spahgc_testbundle::small()?;
-    let data = spahgc_testdata::shared("her2st")?;
-    let c3 = spahgc_datasets::her2st::load(&data, "C3").unwrap();
+    let (bundle, c3) = common::bundle_and_c3()?;
     Some((bundle, c3, runtime(SELF_CONTAINED)?))
-}
-
-fn cpu() -> EncoderOptions {
-    EncoderOptions { device: Device::Cpu, ..Default::default() }
-}
-
-/// A region of `side` × `side` grid spots in the middle of C3's tissue.
-fn region(c3: &Section, side: f64) -> RegionOptions {
-    let mpp = c3.microns_per_pixel.unwrap();
-    let pitch = spahgc_testbundle::SPOT_PITCH_UM / mpp;
-    let centres = c3.centres();
-    let n = centres.len() as f64;
-    let (cx, cy) = centres.iter().fold((0.0, 0.0), |(x, y), c| (x + c.0 / n, y + c.1 / n));
-    let half = side * pitch / 2.0;
-    let region = Region { x: cx - half, y: cy - half, width: 2.0 * half, height: 2.0 * half };
-    RegionOptions { region: Some(region), microns_per_pixel: Some(mpp), tissue_only: false }
-}
-
-/// The pixels a host reads for a region: its context on the slide, as RGB.
-fn context_pixels(
-    sandbox: &mut Sandbox,
-    slide: &Path,
-    options: &RegionOptions,
-) -> (spahgc_slide::RgbImage, (u64, u64)) {
-    let context = sandbox.pixel_context(options.region.unwrap(), options.microns_per_pixel.unwrap()).unwrap();
-    let slide = spahgc_slide::open(slide).unwrap();
-    spahgc_slide::read_on_slide(slide.as_ref(), context.covering_pixels()).unwrap()
 }
 
 fn in_sandbox(sandbox: &mut Sandbox, slide: &Path, options: &RegionOptions) -> Result<RegionPrediction, WasmError> {
     let (rgb, origin) = context_pixels(sandbox, slide, options);
-    let (width, height) = rgb.dimensions();
-    let pixels =
-        PixelBuffer { pixels: rgb.as_raw(), width, height, stride: 3 * width as usize, format: PixelFormat::Rgb8 };
-    sandbox.predict_pixels(&pixels, origin, options, None)
+    predict_rgb(sandbox, &rgb, origin, options)
 }
 
 fn max_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
