@@ -6,28 +6,18 @@
 //! previous good state is intact, the next run completes with what an undisturbed run writes,
 //! and it removes the temporaries that killed runs left once they are old.
 //!
-//! `SPAHGC_KILLS` sets the kills per writer: 10 by default, 50 for the long run that
+//! `SPAHGC_KILLS` sets the kills per writer: 8 by default, 50 for the long run that
 //! docs/reliability.md reports.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The `spahgc` command with the cache at `cache`, warnings only, `--json` summaries.
-fn spahgc(args: &[&str], cache: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_spahgc"));
-    command.args(args).arg("--json").env("SPAHGC_CACHE_DIR", cache).env("RUST_LOG", "warn");
-    command
-}
-
-fn succeeds(command: &mut Command) -> (serde_json::Value, Duration) {
-    let started = Instant::now();
-    let out = command.output().expect("spahgc runs");
-    assert!(out.status.success(), "spahgc failed: {}", String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_slice(&out.stdout).expect("a JSON summary"), started.elapsed())
-}
+use common::{setup, spahgc, succeeds, verified_entries};
 
 /// When to kill a run.
 enum Moment {
@@ -126,7 +116,7 @@ fn kill_repeatedly(
 }
 
 fn kills() -> usize {
-    std::env::var("SPAHGC_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+    std::env::var("SPAHGC_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
 }
 
 /// Prints what a series of kills did (the figures docs/reliability.md reports).
@@ -181,13 +171,6 @@ fn age_leftovers(dir: &Path) -> usize {
     found.len()
 }
 
-/// Asserts that every cache entry verifies, and returns how many there are.
-fn verified_entries(cache: &Path) -> u64 {
-    let (summary, _) = succeeds(&mut spahgc(&["cache", "verify"], cache));
-    assert_eq!(summary["removed"], serde_json::json!([]), "corrupt cache entries: {summary}");
-    summary["valid"].as_u64().unwrap()
-}
-
 fn removes_entries(cache: &Path) {
     succeeds(&mut spahgc(&["cache", "clear"], cache));
 }
@@ -197,26 +180,6 @@ fn full_disk_error(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(stderr.contains("File too large"), "{stderr}");
     stderr
-}
-
-struct Paths {
-    data: String,
-    scratch: tempfile::TempDir,
-}
-
-impl Paths {
-    fn at(&self, name: &str) -> PathBuf {
-        self.scratch.path().join(name)
-    }
-    fn arg(&self, name: &str) -> String {
-        self.at(name).to_string_lossy().into_owned()
-    }
-}
-
-fn setup() -> Option<Paths> {
-    let data = spahgc_testdata::shared("her2st")?;
-    spahgc_testdata::default_encoder()?;
-    Some(Paths { data: data.to_string_lossy().into_owned(), scratch: tempfile::tempdir().unwrap() })
 }
 
 #[test]
