@@ -133,6 +133,18 @@ fn bad_inputs_are_refused_with_a_status_and_a_message() {
     run(&valgrind, &programs().shared, &args);
 }
 
+/// Eight threads on one engine through the C ABI for `SPAHGC_SOAK_SECONDS` (20 by default; 600
+/// for the long run docs/reliability.md reports): every answer equals the sequential one and
+/// resident memory stays flat (the program checks both).
+#[test]
+fn a_soak_of_eight_threads_answers_as_one_thread_does() {
+    let Some((bundle, slide)) = data() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let cache = scratch.path().join("cache").to_string_lossy().into_owned();
+    let seconds = std::env::var("SPAHGC_SOAK_SECONDS").unwrap_or_else(|_| "20".into());
+    run(&[], &programs().shared, &["soak", &bundle, &slide, &cache, &seconds]);
+}
+
 #[test]
 fn a_her2st_region_matches_the_cli() {
     let Some(bundle) = spahgc_testbundle::small() else { return };

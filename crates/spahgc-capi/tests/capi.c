@@ -7,13 +7,16 @@
  *   uaf BUNDLE                               use after close / free (not under valgrind)
  *   predict BUNDLE IMAGE MPP X Y W H CSV     a region compared with the CLI's CSV ("-": none)
  *   cancel BUNDLE SLIDE                      cancellation from a second thread
- *   threads BUNDLE SLIDE                     4 threads predicting with one engine */
+ *   threads BUNDLE SLIDE                     4 threads predicting with one engine
+ *   soak BUNDLE SLIDE CACHE_DIR SECONDS      8 threads for SECONDS: same answers, flat memory */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "spahgc.h"
 
@@ -454,6 +457,135 @@ static void test_threads(const char *bundle, const char *slide) {
     printf("threads: %d predictions on one engine agree\n", THREADS);
 }
 
+/* ------------------------------------------------------------------ soak */
+
+enum { SOAK_THREADS = 8, SOAK_REGIONS = 4 };
+
+struct soak {
+    const spahgc_engine *engine;
+    const char *slide;
+    spahgc_region regions[SOAK_REGIONS];
+    float *expected[SOAK_REGIONS];
+    size_t expected_len[SOAK_REGIONS];
+    double deadline;
+    size_t answered[SOAK_THREADS], cancelled[SOAK_THREADS], gene_names[SOAK_THREADS];
+};
+
+struct soaker {
+    struct soak *soak;
+    unsigned index;
+};
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* This process's resident anonymous memory (RssAnon: heap and stacks, not mapped files) in KiB. */
+static long resident_kib(void) {
+    FILE *status = fopen("/proc/self/status", "r");
+    if (!status) FAIL("cannot read /proc/self/status");
+    char line[256];
+    long kib = -1;
+    while (kib < 0 && fgets(line, sizeof line, status)) sscanf(line, "RssAnon: %ld kB", &kib);
+    fclose(status);
+    return kib;
+}
+
+/* Regions (the same four as the reference), gene names and pre-cancelled requests in turn until
+ * the deadline; every answer must equal the sequential one. */
+static void *soak_thread(void *arg) {
+    struct soaker *me = arg;
+    struct soak *s = me->soak;
+    spahgc_cancel_token *raised = spahgc_cancel_token_new();
+    OK(spahgc_cancel_token_cancel(raised));
+    spahgc_request cancelled = {raised, NULL, NULL};
+    for (unsigned turn = me->index; seconds_now() < s->deadline; turn += SOAK_THREADS + 1) {
+        unsigned job = turn % SOAK_REGIONS;
+        spahgc_result *result = NULL;
+        if (turn % 5 == 0) {
+            size_t count = 0;
+            const char *name = NULL;
+            OK(spahgc_engine_gene_count(s->engine, &count));
+            OK(spahgc_engine_gene_name(s->engine, turn % count, &name));
+            if (!name || !name[0]) FAIL("gene %u has no name", turn % (unsigned)count);
+            s->gene_names[me->index]++;
+        } else if (turn % 5 == 1) {
+            spahgc_status status =
+                spahgc_predict_region(s->engine, s->slide, &s->regions[job], 0, false, &cancelled, &result);
+            if (status != SPAHGC_STATUS_CANCELLED || result) FAIL("a cancelled request returned %u", (unsigned)status);
+            s->cancelled[me->index]++;
+        } else {
+            OK(spahgc_predict_region(s->engine, s->slide, &s->regions[job], 0, false, NULL, &result));
+            size_t len = spots_of(result) * genes_of(result);
+            if (len != s->expected_len[job]) FAIL("region %u: %zu values, expected %zu", job, len, s->expected_len[job]);
+            float *values = values_of(result);
+            for (size_t i = 0; i < len; i++) {
+                if (fabsf(values[i] - s->expected[job][i]) > 1e-5f) FAIL("region %u differs at value %zu", job, i);
+            }
+            free(values);
+            spahgc_result_free(result);
+            s->answered[me->index]++;
+        }
+    }
+    spahgc_cancel_token_free(raised);
+    return NULL;
+}
+
+/* Eight threads on one engine (disk cache bounded below what the regions need, so entries are
+ * evicted while others read them) for `seconds`; resident memory after the warm-up (the first
+ * third) may grow by less than 5 % by the end. */
+static void test_soak(const char *bundle, const char *slide, const char *cache_dir, double seconds) {
+    spahgc_engine_options options = spahgc_engine_options_default();
+    options.device = SPAHGC_DEVICE_CPU;
+    options.cache_dir = cache_dir;
+    options.cache_max_bytes = 1 << 20;
+    spahgc_engine *engine = NULL;
+    OK(spahgc_engine_open(bundle, &options, &engine));
+    struct soak s = {.engine = engine, .slide = slide};
+    for (unsigned r = 0; r < SOAK_REGIONS; r++) {
+        s.regions[r] = (spahgc_region){400.0 + 300.0 * r, 500.0 + 150.0 * (r % 2), 700, 700};
+        spahgc_result *result = NULL;
+        OK(spahgc_predict_region(engine, slide, &s.regions[r], 0, false, NULL, &result));
+        s.expected_len[r] = spots_of(result) * genes_of(result);
+        CHECK(s.expected_len[r] > 0);
+        s.expected[r] = values_of(result);
+        spahgc_result_free(result);
+    }
+    double start = seconds_now();
+    s.deadline = start + seconds;
+    struct soaker soakers[SOAK_THREADS];
+    pthread_t threads[SOAK_THREADS];
+    for (unsigned t = 0; t < SOAK_THREADS; t++) {
+        soakers[t] = (struct soaker){&s, t};
+        if (pthread_create(&threads[t], NULL, soak_thread, &soakers[t]) != 0) FAIL("pthread_create");
+    }
+    /* Requests in flight swing resident memory; a leak raises its floor. The floor from a third
+     * to half of the run is compared with that of its last sixth. */
+    long warm = LONG_MAX, end = LONG_MAX;
+    const struct timespec quarter_second = {0, 250000000};
+    for (double now = seconds_now(); now < s.deadline; now = seconds_now()) {
+        nanosleep(&quarter_second, NULL);
+        double part = (now - start) / seconds;
+        long kib = resident_kib();
+        if (part >= 1.0 / 3.0 && part < 0.5 && kib < warm) warm = kib;
+        if (part >= 5.0 / 6.0 && kib < end) end = kib;
+    }
+    for (unsigned t = 0; t < SOAK_THREADS; t++) pthread_join(threads[t], NULL);
+    size_t answered = 0, cancelled = 0, gene_names = 0;
+    for (unsigned t = 0; t < SOAK_THREADS; t++) {
+        answered += s.answered[t], cancelled += s.cancelled[t], gene_names += s.gene_names[t];
+    }
+    printf("soak: %d threads, %.0f s: %zu answered, %zu cancelled, %zu gene names; resident floor %.1f MiB "
+           "after warm-up, %.1f MiB at the end\n",
+           SOAK_THREADS, seconds_now() - start, answered, cancelled, gene_names, warm / 1024.0, end / 1024.0);
+    CHECK(answered >= SOAK_REGIONS);
+    if ((double)end > (double)warm * 1.05) FAIL("resident memory grew from %ld to %ld KiB", warm, end);
+    for (unsigned r = 0; r < SOAK_REGIONS; r++) free(s.expected[r]);
+    spahgc_engine_close(engine);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 7 && strcmp(argv[1], "bad") == 0) {
         test_bad(argv[2], argv[3], argv[4], argv[5], argv[6]);
@@ -465,8 +597,10 @@ int main(int argc, char **argv) {
         test_cancel(argv[2], argv[3]);
     } else if (argc >= 4 && strcmp(argv[1], "threads") == 0) {
         test_threads(argv[2], argv[3]);
+    } else if (argc >= 6 && strcmp(argv[1], "soak") == 0) {
+        test_soak(argv[2], argv[3], argv[4], atof(argv[5]));
     } else {
-        fprintf(stderr, "usage: capi bad|uaf|predict|cancel|threads ARGS...\n");
+        fprintf(stderr, "usage: capi bad|uaf|predict|cancel|threads|soak ARGS...\n");
         return 2;
     }
     return 0;
