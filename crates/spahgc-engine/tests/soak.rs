@@ -46,16 +46,12 @@ impl Job {
     }
 }
 
-/// A square of `side` × `side` pitches centred `shift` pitches right of the middle of C3's spots.
+/// A square of `side` × `side` grid pitches centred `shift` pitches right of the middle of C3's
+/// spots.
 fn c3_region(c3: &spahgc_core::Section, side: f64, shift: f64) -> RegionOptions {
-    let mpp = c3.microns_per_pixel.unwrap();
-    let pitch = spahgc_testbundle::SPOT_PITCH_UM / mpp;
-    let centres = c3.centres();
-    let n = centres.len() as f64;
-    let (cx, cy) = centres.iter().fold((0.0, 0.0), |(x, y), c| (x + c.0 / n, y + c.1 / n));
-    let half = side * pitch / 2.0;
-    let region = Region { x: cx + shift * pitch - half, y: cy - half, width: 2.0 * half, height: 2.0 * half };
-    RegionOptions { region: Some(region), microns_per_pixel: Some(mpp), tissue_only: false }
+    let (x, y, width) = spahgc_testbundle::square_on(c3, side, shift);
+    let region = Region { x, y, width, height: width };
+    RegionOptions { region: Some(region), microns_per_pixel: c3.microns_per_pixel, tissue_only: false }
 }
 
 /// This process's resident anonymous memory (`RssAnon`: its heap and stacks, not the mapped

@@ -36,6 +36,17 @@ pub fn small() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// A square of `side` × `side` grid pitches of the test bundle on `section`'s image, centred
+/// `shift` pitches right of the mean of its spot centres: `(x, y, width)` in level-0 pixels.
+pub fn square_on(section: &Section, side: f64, shift: f64) -> (f64, f64, f64) {
+    let pitch = SPOT_PITCH_UM / section.microns_per_pixel.expect("her2st sections have a resolution");
+    let centres = section.centres();
+    let n = centres.len() as f64;
+    let (cx, cy) = centres.iter().fold((0.0, 0.0), |(x, y), c| (x + c.0 / n, y + c.1 / n));
+    let width = side * pitch;
+    (cx + shift * pitch - width / 2.0, cy - width / 2.0, width)
+}
+
 /// The embeddings of a section's spots with the default encoder (no cache).
 pub fn embed(encoder: &LazyEncoder, section: &Section) -> Array2<f32> {
     let centres = section.centres();

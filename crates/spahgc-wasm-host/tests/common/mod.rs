@@ -35,14 +35,9 @@ pub fn cpu() -> EncoderOptions {
 
 /// A region of `side` × `side` grid spots in the middle of C3's tissue.
 pub fn region(c3: &Section, side: f64) -> RegionOptions {
-    let mpp = c3.microns_per_pixel.unwrap();
-    let pitch = spahgc_testbundle::SPOT_PITCH_UM / mpp;
-    let centres = c3.centres();
-    let n = centres.len() as f64;
-    let (cx, cy) = centres.iter().fold((0.0, 0.0), |(x, y), c| (x + c.0 / n, y + c.1 / n));
-    let half = side * pitch / 2.0;
-    let region = Region { x: cx - half, y: cy - half, width: 2.0 * half, height: 2.0 * half };
-    RegionOptions { region: Some(region), microns_per_pixel: Some(mpp), tissue_only: false }
+    let (x, y, width) = spahgc_testbundle::square_on(c3, side, 0.0);
+    let region = Region { x, y, width, height: width };
+    RegionOptions { region: Some(region), microns_per_pixel: c3.microns_per_pixel, tissue_only: false }
 }
 
 /// The pixels a host reads for a region: its context on the slide, as RGB, and their origin.
