@@ -34,8 +34,9 @@ fn killed_at(command: &mut Command, moment: &Moment) -> bool {
     match moment {
         Moment::After(delay) => std::thread::sleep(*delay),
         Moment::WhileWriting(dirs, offset) => {
+            // Busy: a write to the page cache takes well under a millisecond.
             while child.try_wait().unwrap().is_none() && dirs.iter().all(|d| leftovers(d).is_empty()) {
-                std::thread::sleep(Duration::from_micros(200));
+                std::hint::spin_loop();
             }
             std::thread::sleep(*offset);
         }
@@ -76,7 +77,7 @@ struct Kills {
 }
 
 /// Kills runs of `command` until `kills` kills have landed: every other run at a moment spread
-/// over `[0, 1.1 × full)`, the others 50 µs to 200 ms after a write begins in one of `writes`
+/// over `[0, 1.1 × full)`, the others 5 µs to 160 ms after a write begins in one of `writes`
 /// (the directories where the writer stages its files). `prepare` runs before each run, `check` after.
 fn kill_repeatedly(
     kills: usize,
@@ -100,8 +101,8 @@ fn kill_repeatedly(
         let moment = if done.attempts.is_multiple_of(2) {
             Moment::After(full.mul_f64(1.1 * spread))
         } else {
-            // 50 µs to 200 ms into the write, evenly on a log scale: short writes and long ones.
-            Moment::WhileWriting(writes.to_vec(), Duration::from_micros(50).mul_f64((12.0 * spread).exp2()))
+            // 5 µs to 160 ms into the write, evenly on a log scale: short writes and long ones.
+            Moment::WhileWriting(writes.to_vec(), Duration::from_micros(5).mul_f64((15.0 * spread).exp2()))
         };
         prepare();
         let before = left();
