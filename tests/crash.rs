@@ -157,7 +157,7 @@ fn visible_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// The hidden temporaries that interrupted writes left in `dir`.
 fn leftovers(dir: &Path) -> Vec<PathBuf> {
-    let hidden = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().starts_with(".tmp-");
+    let hidden = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().starts_with(spahgc_core::TEMPORARY_PREFIX);
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(hidden).collect()
 }
 

@@ -17,11 +17,11 @@ use crate::key::CacheKey;
 /// File-name suffix of entry files.
 const ENTRY_SUFFIX: &str = ".emb";
 /// Prefix of the temporary files [`spahgc_core::write_atomically`] creates.
-const TEMP_PREFIX: &str = ".tmp-";
+const TEMP_PREFIX: &str = spahgc_core::TEMPORARY_PREFIX;
 /// Name of the lock file that serialises eviction, inside the versioned directory.
 const LOCK_NAME: &str = ".evict.lock";
 /// Temporary files older than this are leftovers of a crashed writer.
-const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
+const STALE_TEMP_AGE: Duration = spahgc_core::STALE_TEMPORARY_AGE;
 
 /// A directory of cached embeddings, bounded in size by least-recently-used eviction.
 ///

@@ -18,7 +18,7 @@
 //!   digest, payload length (with checked arithmetic) and a SHA-256 over header and payload before
 //!   returning anything. A truncated, corrupt or foreign entry is logged with `tracing::warn!`,
 //!   deleted and reported as a miss, so the caller recomputes it.
-//! * **Crash safety.** [`EmbeddingCache::put`] writes a `.tmp-*` file in the entry's directory,
+//! * **Crash safety.** [`EmbeddingCache::put`] writes a `.spahgc-tmp-*` file in the entry's directory,
 //!   fsyncs it, renames it over the entry and fsyncs the directory
 //!   ([`spahgc_core::write_atomically`]), so a reader sees the whole entry or none of it. Temporary
 //!   files left behind by a crash are removed by the eviction scan once they are an hour old.

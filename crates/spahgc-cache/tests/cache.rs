@@ -367,7 +367,10 @@ fn assert_no_temporaries(root: &Path) {
         if shard.is_dir() {
             for f in fs::read_dir(&shard).unwrap() {
                 let name = f.unwrap().file_name();
-                assert!(!name.to_string_lossy().starts_with(".tmp-"), "left a temporary file {name:?}");
+                assert!(
+                    !name.to_string_lossy().starts_with(spahgc_core::TEMPORARY_PREFIX),
+                    "left a temporary file {name:?}"
+                );
             }
         }
     }
@@ -512,7 +515,8 @@ fn stale_temporary_files_are_removed_by_eviction_scans() {
     let cache = open(dir.path());
     put(&cache, 40, Precision::F32);
     let shard = entry_path(dir.path(), &key(40)).parent().unwrap().to_path_buf();
-    let (stale, fresh) = (shard.join(".tmp-crashed"), shard.join(".tmp-in-flight"));
+    let temporary = |name: &str| shard.join(format!("{}{name}", spahgc_core::TEMPORARY_PREFIX));
+    let (stale, fresh) = (temporary("crashed"), temporary("in-flight"));
     fs::write(&stale, b"partial").unwrap();
     fs::write(&fresh, b"partial").unwrap();
     set_mtime(&stale, SystemTime::now() - Duration::from_secs(2 * 3600));

@@ -4,8 +4,14 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// Hidden temporaries (`.tmp-*`, `.old-*`) beside a file being written that were last modified
-/// longer ago than this are leftovers of a killed writer, and the next write removes them.
+/// Name prefix of the temporary files and directories writes stage their content in: hidden, and
+/// particular to spahgc, so that clearing leftovers never touches anyone else's files.
+pub const TEMPORARY_PREFIX: &str = ".spahgc-tmp-";
+/// Name prefix of a directory moved aside while its replacement moves in (where no atomic
+/// exchange is available).
+const ASIDE_PREFIX: &str = ".spahgc-old-";
+/// Temporaries (of either prefix) beside a file being written that were last modified longer ago
+/// than this are leftovers of a killed writer, and the next write removes them.
 pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// Writes a file so that readers see either the old content or the complete new content.
@@ -37,8 +43,8 @@ pub fn write_atomically_by_name<E: From<io::Error>>(
 /// existing `path` is swapped with it in one atomic exchange, so a crash at any moment leaves the
 /// old directory or the new one under `path`, never neither; elsewhere the old one is moved aside
 /// first. On any error the temporary directory is removed and `path` is untouched. A crash can
-/// leave a hidden `.tmp-*` or `.old-*` sibling behind: readers ignore them and they are safe to
-/// delete.
+/// leave a hidden `.spahgc-tmp-*` or `.spahgc-old-*` sibling behind: readers ignore them, the
+/// next write beside them removes them once they are an hour old, and they are safe to delete.
 pub fn write_dir_atomically<E: From<io::Error>>(
     path: &Path,
     fill: impl FnOnce(&Path) -> Result<(), E>,
@@ -46,7 +52,7 @@ pub fn write_dir_atomically<E: From<io::Error>>(
     let parent = parent_of(path);
     std::fs::create_dir_all(parent)?;
     remove_stale_temporaries(parent);
-    let staged = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+    let staged = tempfile::Builder::new().prefix(TEMPORARY_PREFIX).tempdir_in(parent)?;
     fill(staged.path())?;
     sync_tree(staged.path())?;
     if path.exists() && exchange(staged.path(), path)? {
@@ -55,7 +61,7 @@ pub fn write_dir_atomically<E: From<io::Error>>(
         return Ok(());
     }
     // A directory cannot be renamed over a non-empty one: move the old one aside first.
-    let old = path.exists().then(|| tempfile::Builder::new().prefix(".old-").tempdir_in(parent)).transpose()?;
+    let old = path.exists().then(|| tempfile::Builder::new().prefix(ASIDE_PREFIX).tempdir_in(parent)).transpose()?;
     if let Some(old) = &old {
         std::fs::rename(path, old.path().join("previous"))?;
     }
@@ -114,15 +120,16 @@ fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
-/// Removes the leftovers of killed writers from `dir`: hidden `.tmp-*` and `.old-*` files and
-/// directories older than [`STALE_TEMPORARY_AGE`]. Best effort: what cannot be removed stays.
+/// Removes the leftovers of killed writers from `dir`: files and directories named with
+/// [`TEMPORARY_PREFIX`] or the aside prefix and older than [`STALE_TEMPORARY_AGE`]. Best effort:
+/// what cannot be removed stays.
 fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let now = SystemTime::now();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if !(name.starts_with(".tmp-") || name.starts_with(".old-")) {
+        if !(name.starts_with(TEMPORARY_PREFIX) || name.starts_with(ASIDE_PREFIX)) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
@@ -143,7 +150,7 @@ fn remove_stale_temporaries(dir: &Path) {
 fn staging_file(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     remove_stale_temporaries(parent_of(path));
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".tmp-");
+    builder.prefix(TEMPORARY_PREFIX);
     // Temporary files are private (0600) by default; the finished file is an ordinary one,
     // readable as the umask allows (shared caches and outputs on a cluster need that).
     #[cfg(unix)]
@@ -205,6 +212,26 @@ mod tests {
         assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"two", "the old outputs stay");
         let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec!["out"], "no staging directory is left");
+    }
+
+    #[test]
+    fn old_leftovers_of_spahgc_go_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let long_ago = SystemTime::now() - 2 * STALE_TEMPORARY_AGE;
+        let aged = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::File::open(&path).unwrap().set_modified(long_ago).unwrap();
+            path
+        };
+        let leftover = aged(&format!("{TEMPORARY_PREFIX}killed"));
+        let aside = aged(&format!("{ASIDE_PREFIX}killed"));
+        let someone_elses = aged(".tmp-not-ours");
+        let recent = dir.path().join(format!("{TEMPORARY_PREFIX}running"));
+        std::fs::write(&recent, b"in progress").unwrap();
+        write_atomically(&dir.path().join("out.txt"), |w| w.write_all(b"new")).unwrap();
+        assert!(!leftover.exists() && !aside.exists(), "an hour-old leftover stays");
+        assert!(someone_elses.exists() && recent.exists(), "removed what is not an old leftover of spahgc");
     }
 
     #[test]

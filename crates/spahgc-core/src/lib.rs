@@ -13,7 +13,9 @@ mod section;
 
 pub use counts::CountMatrix;
 pub use error::CoreError;
-pub use files::{write_atomically, write_atomically_by_name, write_dir_atomically};
+pub use files::{
+    STALE_TEMPORARY_AGE, TEMPORARY_PREFIX, write_atomically, write_atomically_by_name, write_dir_atomically,
+};
 pub use metrics::{GenePcc, mean_gene_pcc, pearson, rmse};
 pub use normalise::{NormStats, Normalisation, log_cp10k, panel_expression};
 pub use panel::{GenePanel, HvgCriterion};
