@@ -318,7 +318,48 @@ fn verify(path: &Path, bytes: &[u8]) -> Result<BankMeta, BankError> {
     if max_section.is_some_and(|s| s as usize >= meta.sections.len()) {
         return bad(format!("a spot refers to section {max_section:?} of {}", meta.sections.len()));
     }
+    if let Err(problem) = check_values(&meta, bytes) {
+        return bad(problem);
+    }
     Ok(meta)
+}
+
+/// Checks what the arrays hold, which the checksum cannot (a writer may have computed it over
+/// wrong values): every number finite, and each stored norm the norm of its embedding (retrieval
+/// divides by it, so a wrong one would give similarities outside [-1, 1]).
+fn check_values(meta: &BankMeta, bytes: &[u8]) -> Result<(), String> {
+    let array = |i: usize| &bytes[meta.arrays[i].offset..meta.arrays[i].offset + meta.arrays[i].bytes];
+    let dim = meta.embedding_dim;
+    if meta.n_spots > 0 && dim == 0 {
+        return Err("embedding_dim is 0".into());
+    }
+    let norms = array(3).chunks_exact(4).map(le_f32);
+    for (spot, (row, stored)) in array(0).chunks_exact(4 * dim.max(1)).zip(norms).enumerate() {
+        let mut squares = 0f64;
+        for value in row.chunks_exact(4).map(le_f32) {
+            if !value.is_finite() {
+                return Err(format!("the embedding of spot {spot} holds {value}"));
+            }
+            squares += f64::from(value) * f64::from(value);
+        }
+        let norm = squares.sqrt();
+        let agrees = (norm - f64::from(stored)).abs() <= 1e-3 * norm + 1e-30;
+        if !agrees {
+            return Err(format!("the stored norm of spot {spot} is {stored}, its embedding's is {norm}"));
+        }
+    }
+    if let Some(value) = array(1).chunks_exact(4).map(le_f32).find(|v| !v.is_finite()) {
+        return Err(format!("the expression array holds {value}"));
+    }
+    let centres = array(2).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
+    if let Some(value) = centres.into_iter().find(|v| !v.is_finite()) {
+        return Err(format!("the centres array holds {value}"));
+    }
+    Ok(())
+}
+
+fn le_f32(bytes: &[u8]) -> f32 {
+    f32::from_le_bytes(bytes.try_into().expect("4 bytes"))
 }
 
 #[cfg(test)]
@@ -370,6 +411,30 @@ mod tests {
             if what == "newer" {
                 assert!(err.contains("version 9") && err.contains("version 1"), "{err}");
             }
+        }
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/bank_file.rs`): a file whose checksum is right but
+    /// whose stored norms disagree with its embeddings gave similarities far outside [-1, 1].
+    #[test]
+    fn arrays_with_wrong_norms_or_non_finite_values_are_refused_despite_a_right_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bank, _) = random_bank(dir.path(), 1);
+        let good = std::fs::read(bank.path()).unwrap();
+        let [embeddings, _, centres, norms, _] = bank.meta().arrays.map(|e| e.offset);
+        let path = dir.path().join("rewritten.spb");
+        for (at, value, expected) in [
+            (norms, 2.5f32.to_le_bytes().to_vec(), "stored norm of spot 0"),
+            (embeddings + 4 * 16, f32::NAN.to_le_bytes().to_vec(), "embedding of spot 1 holds NaN"),
+            (centres + 8, f64::INFINITY.to_le_bytes().to_vec(), "centres array holds inf"),
+        ] {
+            let mut bytes = good.clone();
+            bytes[at..at + value.len()].copy_from_slice(&value);
+            let sum = Sha256::digest(&bytes[HEADER_LEN..]);
+            bytes[24..56].copy_from_slice(&sum);
+            std::fs::write(&path, &bytes).unwrap();
+            let err = ReferenceBank::open(&path).err().expect(expected).to_string();
+            assert!(err.contains(expected) && err.contains("rewritten.spb"), "{err}");
         }
     }
 

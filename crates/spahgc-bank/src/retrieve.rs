@@ -142,9 +142,10 @@ impl ReferenceBank {
     }
 }
 
-/// 1 / `norm`, or 0 for a zero vector (similar to nothing).
+/// 1 / `norm`, or 0 for a zero vector (similar to nothing); norms below the smallest normal
+/// `f32` count as zero, since their inverse is infinite.
 fn inverse_norm(norm: f32) -> f32 {
-    if norm > 0.0 { 1.0 / norm } else { 0.0 }
+    if norm >= f32::MIN_POSITIVE { 1.0 / norm } else { 0.0 }
 }
 
 #[cfg(test)]
