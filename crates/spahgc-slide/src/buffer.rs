@@ -10,6 +10,10 @@ use crate::{Rect, RgbImage, Slide, SlideError};
 /// Largest buffer accepted, in pixels (a 16k × 16k region; 768 MiB once converted to RGB).
 pub const MAX_BUFFER_PIXELS: u64 = 1 << 28;
 
+/// Largest level-0 coordinate a buffer may reach (its origin plus its size): coordinates are
+/// also signed (`Rect`) and `f64` (spot centres), which hold every integer up to 2^53 exactly.
+pub const MAX_COORDINATE: u64 = 1 << 53;
+
 /// How a host's pixels are laid out in memory, 8 bits per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {
@@ -114,8 +118,12 @@ impl BufferSlide {
         let bad = |reason: String| SlideError::BadRegion(format!("pixel buffer {name}: {reason}"));
         buffer.check().map_err(|e| bad(e.to_string()))?;
         let PixelBuffer { pixels, width, height, stride, format } = *buffer;
-        if origin.0.checked_add(u64::from(width)).is_none() || origin.1.checked_add(u64::from(height)).is_none() {
-            return Err(bad(format!("origin {origin:?} puts the buffer beyond the largest coordinate")));
+        let reaches =
+            |start: u64, size: u32| start.checked_add(u64::from(size)).is_some_and(|end| end <= MAX_COORDINATE);
+        if !(reaches(origin.0, width) && reaches(origin.1, height)) {
+            return Err(bad(format!(
+                "origin {origin:?} puts the buffer beyond the largest coordinate, {MAX_COORDINATE}"
+            )));
         }
         let row = width as usize * format.bytes_per_pixel();
         let bpp = format.bytes_per_pixel();
@@ -261,5 +269,12 @@ mod tests {
         assert!(make(4, 4, 16, 64).is_none(), "the last row needs no padding");
         let buffer = PixelBuffer { pixels: &pixels, width: 4, height: 4, stride: 16, format: PixelFormat::Rgba8 };
         assert!(BufferSlide::new("v", &buffer, (u64::MAX - 2, 0)).is_err());
+        // Found by fuzzing (`fuzz/fuzz_targets/engine_pixels.rs`): an origin past i64::MAX passed
+        // this check, turned negative as a signed coordinate and panicked in the tissue mask.
+        for origin in [(1 << 63, 0), (0, u64::MAX / 2 + 7), (MAX_COORDINATE - 3, 0)] {
+            let err = BufferSlide::new("v", &buffer, origin).err().expect("refused").to_string();
+            assert!(err.contains("largest coordinate"), "{err}");
+        }
+        assert!(BufferSlide::new("v", &buffer, (MAX_COORDINATE - 4, MAX_COORDINATE - 4)).is_ok());
     }
 }

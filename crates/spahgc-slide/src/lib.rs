@@ -17,7 +17,7 @@ mod tissue;
 
 use std::path::Path;
 
-pub use buffer::{BufferError, BufferSlide, MAX_BUFFER_PIXELS, PixelBuffer, PixelFormat};
+pub use buffer::{BufferError, BufferSlide, MAX_BUFFER_PIXELS, MAX_COORDINATE, PixelBuffer, PixelFormat};
 pub use error::SlideError;
 pub use identity::content_id;
 pub use image_slide::ImageSlide;
