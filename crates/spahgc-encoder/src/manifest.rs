@@ -103,7 +103,8 @@ impl EncoderManifest {
                 format!("this build reads version {SCHEMA_VERSION}, found {}", self.schema_version),
             );
         }
-        if self.onnx_file.is_empty() || Path::new(&self.onnx_file).components().count() != 1 {
+        let parts: Vec<_> = Path::new(&self.onnx_file).components().collect();
+        if !matches!(parts[..], [std::path::Component::Normal(_)]) {
             return fail(
                 "onnx_file",
                 format!("expected a file name inside the model directory, found {:?}", self.onnx_file),

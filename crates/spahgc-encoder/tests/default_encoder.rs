@@ -87,6 +87,17 @@ fn a_checksum_mismatch_is_refused() {
     assert!(err.to_string().contains("model.onnx"), "{err}");
 }
 
+/// `..` and `/` are one path component each, but not a file inside the model directory.
+#[test]
+fn an_onnx_file_outside_the_model_directory_is_refused() {
+    let Some(dir) = model_dir() else { return };
+    for name in ["..", "/", ".", "sub/model.onnx", ""] {
+        let tmp = altered_copy(&dir, None, |m| m["onnx_file"] = name.into());
+        let err = Encoder::load(tmp.path(), cpu(BackendKind::Ort)).err().unwrap();
+        assert!(err.to_string().contains("onnx_file"), "{name:?}: {err}");
+    }
+}
+
 #[test]
 fn a_file_that_is_not_a_model_is_refused() {
     let Some(dir) = model_dir() else { return };
