@@ -66,6 +66,9 @@ pub struct Grid {
     pub spot_pitch_um: f64,
 }
 
+/// Smallest grid pitch a bundle may have, in µm (Visium HD's finest bins are 2 µm).
+pub const MIN_SPOT_PITCH_UM: f64 = 1.0;
+
 /// What `manifest.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleManifest {
@@ -213,7 +216,31 @@ fn read_manifest(dir: &Path) -> Result<BundleManifest, BundleError> {
         let (dir, file, expected) = (dir.to_path_buf(), MANIFEST_FILE.to_string(), recorded.to_string());
         return Err(BundleError::Altered { dir, file, found, expected });
     }
-    serde_json::from_value(value).map_err(|e| manifest_error(e.to_string()))
+    let manifest: BundleManifest = serde_json::from_value(value).map_err(|e| manifest_error(e.to_string()))?;
+    manifest.check().map_err(manifest_error)?;
+    Ok(manifest)
+}
+
+impl BundleManifest {
+    /// What the checksum cannot vouch for (anyone can write a manifest and its checksum): files
+    /// inside the bundle, a usable grid, genes to predict.
+    fn check(&self) -> Result<(), String> {
+        let inside = |file: &str| {
+            let parts: Vec<_> = Path::new(file).components().collect();
+            !parts.is_empty() && parts.iter().all(|p| matches!(p, std::path::Component::Normal(_)))
+        };
+        if let Some(file) = self.files.keys().find(|f| !inside(f)) {
+            return Err(format!("files: {file:?} is not a path inside the bundle"));
+        }
+        let pitch = self.grid.spot_pitch_um;
+        if !(pitch.is_finite() && pitch >= MIN_SPOT_PITCH_UM) {
+            return Err(format!("grid.spot_pitch_um: expected at least {MIN_SPOT_PITCH_UM} µm, found {pitch}"));
+        }
+        if self.genes.is_empty() {
+            return Err("genes: the bundle predicts no gene".into());
+        }
+        Ok(())
+    }
 }
 
 /// How the checksum field reads in a written manifest.
