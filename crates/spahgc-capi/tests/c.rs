@@ -1,6 +1,6 @@
 //! The C tests (`tests/capi.c`): compiled with `gcc -Wall -Wextra -Werror` against both
 //! `libspahgc.so` and `libspahgc.a`, run on the small real bundle and real slides; the bad-input
-//! group runs again under valgrind.
+//! group runs again under valgrind, which fails on invalid accesses and on definite leaks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,7 +129,15 @@ fn bad_inputs_are_refused_with_a_status_and_a_message() {
     }
     let suppressions =
         format!("--suppressions={}", Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valgrind.supp").display());
-    let valgrind = ["valgrind", "--error-exitcode=99", "--leak-check=no", "--quiet", &suppressions];
+    let valgrind = [
+        "valgrind",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--show-leak-kinds=definite",
+        "--errors-for-leak-kinds=definite",
+        "--quiet",
+        &suppressions,
+    ];
     run(&valgrind, &programs().shared, &args);
 }
 
