@@ -21,7 +21,7 @@ stage() {
 }
 
 stage "setup" bash scripts/setup.sh
-stage "format" cargo fmt --all -- --check
+stage "format" bash -c 'cargo fmt --all -- --check && cargo fmt --manifest-path fuzz/Cargo.toml -- --check'
 stage "clippy" cargo clippy --release --workspace --all-targets --locked -- -D warnings
 mkdir -p target
 # The C library where the bindings load it (target/release/libspahgc.so); the tests build the rest.
@@ -37,6 +37,9 @@ stage "java binding" bash plugins/java/build.sh test
 stage "qupath script" bash plugins/qupath/check.sh
 # The cohort workflow (Snakemake) on this machine and on a one-node Slurm cluster it starts and stops.
 stage "cohort workflow" bash tests/cohort/run.sh
+# Every fuzz target for 20 s after its committed regression inputs (libFuzzer + AddressSanitizer,
+# built into fuzz/target; the engine targets use the test bundle and the components from above).
+stage "fuzz" bash scripts/fuzz.sh 20
 echo "==> all stages took $(($(date +%s) - total_start)) s"
 # One closing line over every Rust test binary (cargo prints one result line per binary); the
 # binding stages above print their own counts.

@@ -1,0 +1,32 @@
+//! `Engine::predict_pixels` with every argument chosen by the input: width, height, stride,
+//! pixel format, µm per pixel, origin, buffer length, region, tissue-only and genes (unknown
+//! ones included). The buffer holds real tissue pixels; the engine runs the test bundle.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use spahgc_engine::{PixelBuffer, RegionOptions, Request};
+use spahgc_fuzz::PixelRequest;
+
+fuzz_target!(|asked: PixelRequest| {
+    let engine = spahgc_fuzz::engine();
+    let Some(format) = asked.pixel_format() else { return };
+    let buffer = asked.buffer();
+    let pixels = PixelBuffer {
+        pixels: &buffer,
+        width: u32::from(asked.width),
+        height: u32::from(asked.height),
+        stride: asked.stride(),
+        format,
+    };
+    let options = RegionOptions {
+        region: asked.region(),
+        microns_per_pixel: Some(asked.resolution.value()),
+        tissue_only: asked.tissue_only,
+    };
+    let genes = asked.gene_names(engine.genes());
+    let request = Request { genes: genes.as_deref(), ..Default::default() };
+    match engine.predict_pixels(&pixels, asked.origin, &options, &request) {
+        Ok(found) => spahgc_fuzz::check_prediction(&found, genes.as_deref(), engine.genes()),
+        Err(error) => assert!(!error.to_string().is_empty()),
+    }
+});
