@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use spahgc_engine::{PixelBuffer, RegionOptions};
 use spahgc_fuzz::PixelRequest;
 use spahgc_wasm_host::{ComponentRuntime, Limits, Sandbox, SandboxOptions, WasmError};
 
@@ -56,23 +55,12 @@ fuzz_target!(|input: Input| {
     if let Err(error) = sandbox.pixel_context(spahgc_engine::Region { x, y, width, height }, asked.resolution.value()) {
         check(&error);
     }
-    let Some(format) = asked.pixel_format() else { return };
     if asked.is_huge() {
         return;
     }
     let buffer = asked.buffer();
-    let pixels = PixelBuffer {
-        pixels: &buffer,
-        width: u32::from(asked.width),
-        height: u32::from(asked.height),
-        stride: asked.stride(),
-        format,
-    };
-    let options = RegionOptions {
-        region: asked.region(),
-        microns_per_pixel: Some(asked.resolution.value()),
-        tissue_only: asked.tissue_only,
-    };
+    let Some(pixels) = asked.pixel_buffer(&buffer) else { return };
+    let options = asked.region_options();
     let all = sandbox.genes().expect("the guest lists its genes");
     let genes = asked.gene_names(&all);
     match sandbox.predict_pixels(&pixels, asked.origin, &options, genes.as_deref()) {

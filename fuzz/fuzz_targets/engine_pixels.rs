@@ -4,25 +4,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spahgc_engine::{PixelBuffer, RegionOptions, Request};
+use spahgc_engine::Request;
 use spahgc_fuzz::PixelRequest;
 
 fuzz_target!(|asked: PixelRequest| {
     let engine = spahgc_fuzz::engine();
-    let Some(format) = asked.pixel_format() else { return };
     let buffer = asked.buffer();
-    let pixels = PixelBuffer {
-        pixels: &buffer,
-        width: u32::from(asked.width),
-        height: u32::from(asked.height),
-        stride: asked.stride(),
-        format,
-    };
-    let options = RegionOptions {
-        region: asked.region(),
-        microns_per_pixel: Some(asked.resolution.value()),
-        tissue_only: asked.tissue_only,
-    };
+    let Some(pixels) = asked.pixel_buffer(&buffer) else { return };
+    let options = asked.region_options();
     let genes = asked.gene_names(engine.genes());
     let request = Request { genes: genes.as_deref(), ..Default::default() };
     match engine.predict_pixels(&pixels, asked.origin, &options, &request) {

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use sha2::{Digest, Sha256};
-use spahgc_engine::{Engine, EngineOptions, PixelFormat, Region};
+use spahgc_engine::{Engine, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions};
 
 /// Separates the files of a multi-file input (her2st counts and spots; Visium's files): a line
 /// of its own, so seeds stay readable text.
@@ -218,6 +218,26 @@ impl PixelRequest {
     /// The region, if given.
     pub fn region(&self) -> Option<Region> {
         self.region.map(|[x, y, width, height]| Region { x, y, width, height })
+    }
+
+    /// `buffer` described as this request describes it, if its format code names a format.
+    pub fn pixel_buffer<'a>(&self, buffer: &'a [u8]) -> Option<PixelBuffer<'a>> {
+        Some(PixelBuffer {
+            pixels: buffer,
+            width: u32::from(self.width),
+            height: u32::from(self.height),
+            stride: self.stride(),
+            format: self.pixel_format()?,
+        })
+    }
+
+    /// The region, resolution and tissue-only choice of this request.
+    pub fn region_options(&self) -> RegionOptions {
+        RegionOptions {
+            region: self.region(),
+            microns_per_pixel: Some(self.resolution.value()),
+            tissue_only: self.tissue_only,
+        }
     }
 
     /// The gene names asked for (see [`gene_names`]).
