@@ -4,13 +4,16 @@
 //! as pixel buffers, gene subsets, the gene list, and requests cancelled before or while they
 //! run — and every answer must equal what a lone, sequential run gave. The memory cache holds
 //! fewer spots than the mix touches, so spots are evicted, read back from the disk cache and
-//! recomputed throughout. Resident memory after the warm-up (the first third of the run) may grow
-//! by less than 5 % by its end: the lowest resident anonymous memory from a third to half of the
-//! run against that of its last sixth (requests in flight make it swing; a leak raises its
-//! floor).
+//! recomputed throughout. Resident memory after the warm-up may grow by less than 5 % by the end.
+//! It is read with every thread held between requests and after `malloc_trim`: with eight
+//! requests in flight it swings by a tenth either way, so only memory the engine keeps — caches,
+//! arenas, anything leaked — is compared. The warm-up lasts a third of the run and at least until
+//! every thread has run each request of the mix about four times, so a slow machine compares the
+//! same phases as a fast one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use spahgc_cache::{EmbeddingCache, Precision};
@@ -20,6 +23,47 @@ use spahgc_engine::{
 };
 
 const THREADS: usize = 8;
+
+/// Lets the monitor hold every worker between two requests, to read memory with none in flight.
+#[derive(Default)]
+struct Pause {
+    requested: AtomicBool,
+    /// Workers waiting in [`Pause::between_requests`] or gone (returned or panicked).
+    idle: AtomicUsize,
+}
+
+impl Pause {
+    /// Called by a worker before each request: waits while the monitor holds the workers.
+    fn between_requests(&self) {
+        if self.requested.load(Ordering::SeqCst) {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            while self.requested.load(Ordering::SeqCst) {
+                sleep(Duration::from_millis(2));
+            }
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Holds the workers, reads `measure` once none has a request in flight, and lets them go on.
+    fn held<T>(&self, measure: impl FnOnce() -> T) -> T {
+        self.requested.store(true, Ordering::SeqCst);
+        while self.idle.load(Ordering::SeqCst) < THREADS {
+            sleep(Duration::from_millis(5));
+        }
+        let value = measure();
+        self.requested.store(false, Ordering::SeqCst);
+        value
+    }
+}
+
+/// Counts its worker as idle for good when the worker ends, even by a panic.
+struct Gone<'a>(&'a Pause);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        self.0.idle.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 /// One request of the mix.
 struct Job {
@@ -57,6 +101,11 @@ fn c3_region(c3: &spahgc_core::Section, side: f64, shift: f64) -> RegionOptions 
 /// This process's resident anonymous memory (`RssAnon`: its heap and stacks, not the mapped
 /// files such as cache entries and libraries), in bytes.
 fn resident_bytes() -> u64 {
+    // SAFETY: malloc_trim takes no pointers; glibc locks each arena while it trims it.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
@@ -119,17 +168,25 @@ fn eight_threads_on_one_engine_answer_as_one_and_memory_stays_flat() {
     assert!(expected.iter().all(|e| !e.ids.is_empty()));
 
     let done = [(); 4].map(|_| AtomicUsize::new(0)); // answered, gene lists, cancelled, raced
+    // Turns every thread together takes before the warm-up may end: each request of the mix, on
+    // each thread, about four times.
+    let warm_up_turns = 4 * THREADS * jobs.len();
+    let turns = AtomicUsize::new(0);
     let max_diff = std::sync::Mutex::new(0f32);
     let stop = AtomicBool::new(false);
+    let pause = Pause::default();
     let started = Instant::now();
     let (warm, end) = std::thread::scope(|scope| {
         for thread in 0..THREADS {
             let (engine, jobs, expected, all_genes) = (&engine, &jobs, &expected, &all_genes);
-            let (done, max_diff, stop) = (&done, &max_diff, &stop);
+            let (done, max_diff, stop, turns, pause) = (&done, &max_diff, &stop, &turns, &pause);
             scope.spawn(move || {
+                let _gone = Gone(pause);
                 let mut turn = thread;
                 while !stop.load(Ordering::Relaxed) {
+                    pause.between_requests();
                     turn += THREADS + 1;
+                    turns.fetch_add(1, Ordering::Relaxed);
                     let (index, kind) = (turn % jobs.len(), turn % 7);
                     let (job, expected) = (&jobs[index], &expected[index]);
                     match kind {
@@ -173,20 +230,16 @@ fn eight_threads_on_one_engine_answer_as_one_and_memory_stays_flat() {
                 }
             });
         }
-        // Eight requests in flight swing resident memory by a tenth either way; what they keep is
-        // its floor. It climbs for the first 20 s or so (allocator arenas, slides, caches), then
-        // holds: the floor over the third to the half of the run is compared with that over its
-        // last sixth.
-        let (mut warm, mut end) = (u64::MAX, u64::MAX);
-        while started.elapsed() < duration {
-            std::thread::sleep(Duration::from_millis(250));
-            let part = started.elapsed().as_secs_f64() / duration.as_secs_f64();
-            if (1.0 / 3.0..0.5).contains(&part) {
-                warm = warm.min(resident_bytes());
-            } else if part >= 5.0 / 6.0 {
-                end = end.min(resident_bytes());
-            }
+        let warming = || started.elapsed() < duration / 3 || turns.load(Ordering::Relaxed) < warm_up_turns;
+        while warming() && started.elapsed() < duration * 10 {
+            sleep(Duration::from_millis(250));
         }
+        let warm = pause.held(resident_bytes);
+        let warmed = started.elapsed();
+        while started.elapsed() < duration.max(warmed + duration / 2) {
+            sleep(Duration::from_millis(250));
+        }
+        let end = pause.held(resident_bytes);
         stop.store(true, Ordering::Relaxed);
         (warm, end)
     });
@@ -196,10 +249,16 @@ fn eight_threads_on_one_engine_answer_as_one_and_memory_stays_flat() {
     eprintln!(
         "soak: {THREADS} threads, {:.0?}: {answered} answered requests, {raced} cancelled while running (answered or \
          cancelled), {cancelled} cancelled before, {gene_lists} gene lists; max difference {max_diff:e}; resident \
-         floor {:.1} MiB after warm-up, {:.1} MiB at the end",
+         memory with no request in flight {:.1} MiB after warm-up, {:.1} MiB at the end",
         started.elapsed(),
         mib(warm),
         mib(end)
+    );
+    let turns = turns.into_inner();
+    assert!(
+        turns >= warm_up_turns,
+        "{turns} turns in {:.0?}, short of the warm-up's {warm_up_turns}",
+        started.elapsed()
     );
     assert!(answered >= jobs.len(), "only {answered} requests answered");
     assert!(max_diff <= 1e-5, "an answer differs from the sequential one by {max_diff}");
