@@ -262,7 +262,8 @@ spahgc_status spahgc_predict_region(const spahgc_engine *engine,
 // Predicts expression for the grid spots of pixels the host holds: `height` rows of `width`
 // pixels of `format` (a `spahgc_pixel_format`), rows `stride` bytes apart, in the
 // `pixels_len` bytes at `pixels` (read during the call only), whose top-left pixel is at
-// (`origin_x`, `origin_y`) in level-0 pixels of the slide.
+// (`origin_x`, `origin_y`) in level-0 pixels of the slide; the buffer must end within 2^53
+// (`SPAHGC_STATUS_INVALID_ARGUMENT` otherwise).
 // - `microns_per_pixel`: level-0 resolution (> 0).
 // - `region`: level-0 rectangle to predict; NULL: the whole buffer. Only the buffer's pixels
 //   are seen: read `spahgc_engine_pixel_context` of a region to match `spahgc_predict_region`.

@@ -358,7 +358,8 @@ pub unsafe extern "C" fn spahgc_predict_region(
 /// Predicts expression for the grid spots of pixels the host holds: `height` rows of `width`
 /// pixels of `format` (a `spahgc_pixel_format`), rows `stride` bytes apart, in the
 /// `pixels_len` bytes at `pixels` (read during the call only), whose top-left pixel is at
-/// (`origin_x`, `origin_y`) in level-0 pixels of the slide.
+/// (`origin_x`, `origin_y`) in level-0 pixels of the slide; the buffer must end within 2^53
+/// (`SPAHGC_STATUS_INVALID_ARGUMENT` otherwise).
 /// - `microns_per_pixel`: level-0 resolution (> 0).
 /// - `region`: level-0 rectangle to predict; NULL: the whole buffer. Only the buffer's pixels
 ///   are seen: read `spahgc_engine_pixel_context` of a region to match `spahgc_predict_region`.
@@ -407,11 +408,11 @@ pub unsafe extern "C" fn spahgc_predict_pixels(
         let out = ffi::output(out, "out")?;
         let pixels = unsafe { std::slice::from_raw_parts(pixels, pixels_len) };
         let buffer = PixelBuffer { pixels, width, height, stride, format };
-        buffer.check().map_err(|e| match e {
+        let origin = (origin_x, origin_y);
+        buffer.check_at(origin).map_err(|e| match e {
             BufferError::TooShort { .. } => Error::new(spahgc_status::BufferTooSmall, e.to_string()),
             _ => Error::invalid(e.to_string()),
         })?;
-        let origin = (origin_x, origin_y);
         let prediction =
             unsafe { with_request(request, |r| engine.engine.predict_pixels(&buffer, origin, &options, r)) }?;
         unsafe { *out = spahgc_result::new(prediction).into_raw() };

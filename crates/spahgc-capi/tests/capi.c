@@ -182,6 +182,10 @@ static void test_bad(const char *bundle, const char *corrupt, const char *slide,
     EXPECT(PIXELS(pixels, SIZE_MAX, PX_W, PX_H, stride, rgba, 10), SPAHGC_STATUS_INVALID_ARGUMENT);
     EXPECT(PIXELS(pixels, len, PX_W, PX_H, stride, 7, 10), SPAHGC_STATUS_INVALID_ARGUMENT);
     EXPECT(PIXELS(pixels, len, PX_W, PX_H, stride, rgba, 0), SPAHGC_STATUS_INVALID_ARGUMENT);
+    /* An origin whose buffer ends past 2^53, the largest coordinate (found by fuzzing). */
+    EXPECT(spahgc_predict_pixels(engine, pixels, len, PX_W, PX_H, stride, rgba, 10, UINT64_MAX - 2, 0, NULL, false,
+                                 NULL, &result),
+           SPAHGC_STATUS_INVALID_ARGUMENT);
     CHECK(result == NULL);
 #undef PIXELS
 

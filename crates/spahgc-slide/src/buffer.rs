@@ -75,6 +75,8 @@ pub enum BufferError {
     RowsOverflow { height: u32, stride: usize },
     #[error("{len} bytes for {height} rows of stride {stride} (at least {needed} needed)")]
     TooShort { len: usize, height: u32, stride: usize, needed: usize },
+    #[error("origin {origin:?} puts the buffer beyond the largest coordinate, {MAX_COORDINATE}")]
+    BeyondCoordinates { origin: (u64, u64) },
 }
 
 impl PixelBuffer<'_> {
@@ -101,6 +103,18 @@ impl PixelBuffer<'_> {
             Some(_) => Ok(()),
         }
     }
+
+    /// [`check`](Self::check), and that the buffer placed at `origin` ends within
+    /// [`MAX_COORDINATE`].
+    pub fn check_at(&self, origin: (u64, u64)) -> Result<(), BufferError> {
+        self.check()?;
+        let reaches =
+            |start: u64, size: u32| start.checked_add(u64::from(size)).is_some_and(|end| end <= MAX_COORDINATE);
+        match reaches(origin.0, self.width) && reaches(origin.1, self.height) {
+            true => Ok(()),
+            false => Err(BufferError::BeyondCoordinates { origin }),
+        }
+    }
 }
 
 /// A pixel buffer converted to RGB and placed with its top-left corner at `origin` of the
@@ -115,16 +129,8 @@ impl BufferSlide {
     /// Checks the buffer ([`PixelBuffer::check`]) and its origin, and converts it to RGB.
     /// `name` stands for the buffer in messages.
     pub fn new(name: &str, buffer: &PixelBuffer, origin: (u64, u64)) -> Result<Self, SlideError> {
-        let bad = |reason: String| SlideError::BadRegion(format!("pixel buffer {name}: {reason}"));
-        buffer.check().map_err(|e| bad(e.to_string()))?;
+        buffer.check_at(origin).map_err(|e| SlideError::BadRegion(format!("pixel buffer {name}: {e}")))?;
         let PixelBuffer { pixels, width, height, stride, format } = *buffer;
-        let reaches =
-            |start: u64, size: u32| start.checked_add(u64::from(size)).is_some_and(|end| end <= MAX_COORDINATE);
-        if !(reaches(origin.0, width) && reaches(origin.1, height)) {
-            return Err(bad(format!(
-                "origin {origin:?} puts the buffer beyond the largest coordinate, {MAX_COORDINATE}"
-            )));
-        }
         let row = width as usize * format.bytes_per_pixel();
         let bpp = format.bytes_per_pixel();
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
