@@ -351,8 +351,8 @@ fn check_values(meta: &BankMeta, bytes: &[u8]) -> Result<(), String> {
     if let Some(value) = array(1).chunks_exact(4).map(le_f32).find(|v| !v.is_finite()) {
         return Err(format!("the expression array holds {value}"));
     }
-    let centres = array(2).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
-    if let Some(value) = centres.into_iter().find(|v| !v.is_finite()) {
+    let mut centres = array(2).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().expect("8 bytes")));
+    if let Some(value) = centres.find(|v| !v.is_finite()) {
         return Err(format!("the centres array holds {value}"));
     }
     Ok(())
