@@ -32,10 +32,10 @@ export RUSTC_BOOTSTRAP=1
 
 if [ $# -gt 0 ]; then
   targets=("$@")
-  for target in "${targets[@]}"; do cargo fuzz build --fuzz-dir fuzz "$target"; done
+  for target in "${targets[@]}"; do cargo fuzz build --fuzz-dir fuzz --codegen-units 16 "$target"; done
 else
   mapfile -t targets < <(ls fuzz/fuzz_targets | sed 's/\.rs$//')
-  cargo fuzz build --fuzz-dir fuzz
+  cargo fuzz build --fuzz-dir fuzz --codegen-units 16
 fi
 bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 python3 fuzz/seeds.py "$root" fuzz/corpus
