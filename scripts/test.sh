@@ -24,8 +24,9 @@ stage "setup" bash scripts/setup.sh
 stage "format" bash -c 'cargo fmt --all -- --check && cargo fmt --manifest-path fuzz/Cargo.toml -- --check'
 stage "clippy" cargo clippy --release --workspace --all-targets --locked -- -D warnings
 mkdir -p target
-# The C library where the bindings load it (target/release/libspahgc.so); the tests build the rest.
-stage "build" cargo build --release --locked -p spahgc-capi --lib
+# Every crate, test and the C library where the bindings load it (target/release/libspahgc.so),
+# with the features `cargo test --workspace` resolves, so the test stage compiles nothing again.
+stage "build" cargo build --release --workspace --all-targets --locked
 # The WebAssembly components (Debian's Rust, std built for wasm32-wasip2), which the Rust tests
 # run in their sandbox.
 stage "wasm components" bash scripts/build-component.sh
