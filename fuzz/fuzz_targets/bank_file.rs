@@ -5,14 +5,12 @@
 //! SHA-256 at bytes 24..56 over bytes 64..end), so that the checks behind it are reached too.
 #![no_main]
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ndarray::Array2;
 use spahgc_bank::{BankSection, ReferenceBank, build_bank};
 use spahgc_core::{CountMatrix, Normalisation, Section, Spot};
+use spahgc_fuzz::MadeOnce;
 
 const HEADER_LEN: usize = 64;
 const CHECKSUM: std::ops::Range<usize> = 24..56;
@@ -25,38 +23,34 @@ enum Input {
 
 /// A bank of `spots` spots (two sections), `dim`-wide embeddings and `genes` genes, as bytes.
 fn real_bank(spots: usize, dim: usize, genes: usize) -> Vec<u8> {
-    static BUILT: OnceLock<Mutex<HashMap<(usize, usize, usize), Vec<u8>>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
-    built
-        .entry((spots, dim, genes))
-        .or_insert_with(|| {
-            let names: Vec<String> = (0..genes).map(|g| format!("G{g}")).collect();
-            let section = |name: &str, rows: usize| Section {
-                name: name.into(),
-                spots: (0..rows).map(|i| Spot { id: format!("{name}{i}"), x: i as f64, y: 1.0 }).collect(),
-                counts: CountMatrix::from_csr(
-                    names.clone(),
-                    (0..=rows).map(|r| r * genes).collect(),
-                    (0..rows).flat_map(|_| 0..genes as u32).collect(),
-                    (0..rows * genes).map(|v| (v % 7 + 1) as f32).collect(),
-                )
-                .unwrap(),
-                image: None,
-                microns_per_pixel: None,
-                spot_diameter_px: None,
-            };
-            let (a, b) = (section("A", spots.div_ceil(2)), section("B", spots / 2));
-            let embed = |rows: usize| Array2::from_shape_fn((rows, dim), |(r, c)| ((r * 31 + c * 7) % 11) as f32 - 5.0);
-            let (ea, eb) = (embed(a.spots.len()), embed(b.spots.len()));
-            let mut parts = vec![BankSection { section: &a, embeddings: ea.view() }];
-            if !b.spots.is_empty() {
-                parts.push(BankSection { section: &b, embeddings: eb.view() });
-            }
-            let path = spahgc_fuzz::fresh_dir("bank-build").join("bank.spb");
-            build_bank(&path, &parts, &names, Normalisation::MinMax, &"ab".repeat(32)).expect("building a small bank");
-            std::fs::read(&path).unwrap()
-        })
-        .clone()
+    static BUILT: MadeOnce<(usize, usize, usize)> = MadeOnce::new();
+    BUILT.get((spots, dim, genes), || {
+        let names: Vec<String> = (0..genes).map(|g| format!("G{g}")).collect();
+        let section = |name: &str, rows: usize| Section {
+            name: name.into(),
+            spots: (0..rows).map(|i| Spot { id: format!("{name}{i}"), x: i as f64, y: 1.0 }).collect(),
+            counts: CountMatrix::from_csr(
+                names.clone(),
+                (0..=rows).map(|r| r * genes).collect(),
+                (0..rows).flat_map(|_| 0..genes as u32).collect(),
+                (0..rows * genes).map(|v| (v % 7 + 1) as f32).collect(),
+            )
+            .unwrap(),
+            image: None,
+            microns_per_pixel: None,
+            spot_diameter_px: None,
+        };
+        let (a, b) = (section("A", spots.div_ceil(2)), section("B", spots / 2));
+        let embed = |rows: usize| Array2::from_shape_fn((rows, dim), |(r, c)| ((r * 31 + c * 7) % 11) as f32 - 5.0);
+        let (ea, eb) = (embed(a.spots.len()), embed(b.spots.len()));
+        let mut parts = vec![BankSection { section: &a, embeddings: ea.view() }];
+        if !b.spots.is_empty() {
+            parts.push(BankSection { section: &b, embeddings: eb.view() });
+        }
+        let path = spahgc_fuzz::fresh_dir("bank-build").join("bank.spb");
+        build_bank(&path, &parts, &names, Normalisation::MinMax, &"ab".repeat(32)).expect("building a small bank");
+        std::fs::read(&path).unwrap()
+    })
 }
 
 fuzz_target!(|input: Input| {

@@ -5,12 +5,10 @@
 //! (or, repaired, exactly what its bytes say).
 #![no_main]
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use spahgc_cache::{CacheKey, EmbeddingCache, Precision};
+use spahgc_fuzz::MadeOnce;
 
 const HEADER_LEN: usize = 128;
 const CHECKSUM: std::ops::Range<usize> = 96..128;
@@ -47,18 +45,15 @@ fn values(rows: usize, dim: usize) -> Vec<f32> {
 
 /// The entry file `put` writes for `key(rows)` (or `key(rows + 1)`: `foreign`).
 fn written(rows: usize, dim: usize, precision: Precision, foreign: bool) -> Vec<u8> {
-    static WRITTEN: OnceLock<Mutex<HashMap<(usize, usize, bool, bool), Vec<u8>>>> = OnceLock::new();
-    let mut all = WRITTEN.get_or_init(Default::default).lock().unwrap();
-    all.entry((rows, dim, precision == Precision::F16, foreign))
-        .or_insert_with(|| {
-            let root = spahgc_fuzz::fresh_dir("cache-build");
-            let cache = EmbeddingCache::open(&root, u64::MAX).unwrap();
-            let key = key(rows + usize::from(foreign));
-            cache.put(&key, rows, dim, &values(rows, dim), precision).unwrap();
-            let digest = key.digest();
-            std::fs::read(root.join("v1").join(&digest[..2]).join(format!("{digest}.emb"))).unwrap()
-        })
-        .clone()
+    static WRITTEN: MadeOnce<(usize, usize, bool, bool)> = MadeOnce::new();
+    WRITTEN.get((rows, dim, precision == Precision::F16, foreign), || {
+        let root = spahgc_fuzz::fresh_dir("cache-build");
+        let cache = EmbeddingCache::open(&root, u64::MAX).unwrap();
+        let key = key(rows + usize::from(foreign));
+        cache.put(&key, rows, dim, &values(rows, dim), precision).unwrap();
+        let digest = key.digest();
+        std::fs::read(root.join("v1").join(&digest[..2]).join(format!("{digest}.emb"))).unwrap()
+    })
 }
 
 fuzz_target!(|input: Input| {

@@ -29,8 +29,7 @@ fn sandbox() -> &'static Mutex<Sandbox> {
         );
         let runtime = ComponentRuntime::load(&component).expect("loading the component");
         let bundle = spahgc_fuzz::bundle_dir();
-        let mut cpu = spahgc_encoder::EncoderOptions::default();
-        cpu.device = spahgc_encoder::Device::Cpu;
+        let cpu = spahgc_encoder::EncoderOptions { device: spahgc_encoder::Device::Cpu, ..Default::default() };
         let encoder = spahgc_encoder::Encoder::load(&bundle.join("encoder"), cpu).expect("the bundle's encoder");
         let options = SandboxOptions {
             limits: Limits { memory_bytes: 1 << 30, time: Duration::from_secs(60) },

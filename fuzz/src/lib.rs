@@ -5,8 +5,10 @@
 //! A target fails (libFuzzer reports a crash) on a panic, a sanitizer report, or an allocation
 //! beyond the budget `scripts/fuzz.sh` gives libFuzzer; typed errors are the expected outcome.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use sha2::{Digest, Sha256};
@@ -23,6 +25,28 @@ pub const MAX_BUFFER_BYTES: usize = 8 << 20;
 /// Most spots an engine target lets a request hold: larger grids are refused by the engine
 /// before any work (that refusal is what is fuzzed; running them would only be slow).
 pub const MAX_SPOTS: u64 = 400;
+
+/// Bytes made once per key and kept for the process: real files (a bank, a cache entry) that
+/// inputs then edit, since making one per input would take most of the run.
+pub struct MadeOnce<K>(OnceLock<Mutex<HashMap<K, Vec<u8>>>>);
+
+impl<K: Eq + Hash> MadeOnce<K> {
+    pub const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    /// The bytes for `key`, made by `make` the first time.
+    pub fn get(&self, key: K, make: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+        let mut made = self.0.get_or_init(Default::default).lock().unwrap();
+        made.entry(key).or_insert_with(make).clone()
+    }
+}
+
+impl<K: Eq + Hash> Default for MadeOnce<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The repository root (this crate lives in `fuzz/`).
 pub fn repo_root() -> PathBuf {
