@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::spahgc_engine::{
-    BufferError, Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, RegionPrediction,
-    Request,
+    Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, RegionPrediction, Request,
 };
 use spahgc_cache::EmbeddingCache;
 use spahgc_encoder::{Device, EncoderOptions, locate};
@@ -409,10 +408,6 @@ pub unsafe extern "C" fn spahgc_predict_pixels(
         let pixels = unsafe { std::slice::from_raw_parts(pixels, pixels_len) };
         let buffer = PixelBuffer { pixels, width, height, stride, format };
         let origin = (origin_x, origin_y);
-        buffer.check_at(origin).map_err(|e| match e {
-            BufferError::TooShort { .. } => Error::new(spahgc_status::BufferTooSmall, e.to_string()),
-            _ => Error::invalid(e.to_string()),
-        })?;
         let prediction =
             unsafe { with_request(request, |r| engine.engine.predict_pixels(&buffer, origin, &options, r)) }?;
         unsafe { *out = spahgc_result::new(prediction).into_raw() };

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use spahgc_engine::EngineError;
+use spahgc_engine::{BufferError, EngineError, SlideError};
 
 /// What a fallible call returns: `SPAHGC_STATUS_OK` (0) or the kind of failure, whose message
 /// `spahgc_last_error()` then gives. Codes are grouped in ranges and never reused.
@@ -71,6 +71,10 @@ impl From<EngineError> for Error {
             EngineError::Embed(_) => spahgc_status::Embed,
             EngineError::Bank(_) => spahgc_status::Bank,
             EngineError::Model(_) => spahgc_status::Model,
+            EngineError::Slide(SlideError::Buffer { source: BufferError::TooShort { .. }, .. }) => {
+                spahgc_status::BufferTooSmall
+            }
+            EngineError::Slide(SlideError::Buffer { .. }) => spahgc_status::InvalidArgument,
             EngineError::Slide(_) => spahgc_status::Slide,
             EngineError::Input(_) => spahgc_status::InvalidArgument,
             EngineError::Cancelled => spahgc_status::Cancelled,

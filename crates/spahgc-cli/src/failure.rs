@@ -72,6 +72,6 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Failure> {
 fn of_slide(e: &SlideError) -> Failure {
     match e {
         SlideError::Open { .. } | SlideError::Read { .. } => Failure::UnreadableSlide,
-        SlideError::BadRegion(_) => Failure::BadInput,
+        SlideError::BadRegion(_) | SlideError::Buffer { .. } => Failure::BadInput,
     }
 }

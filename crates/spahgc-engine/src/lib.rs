@@ -33,7 +33,7 @@ use spahgc_model::{GraphInputs, SpaHgc};
 
 pub use grid::Region;
 pub use spahgc_model::ModelError;
-pub use spahgc_slide::{BufferError, PixelBuffer, PixelFormat};
+pub use spahgc_slide::{BufferError, PixelBuffer, PixelFormat, SlideError};
 
 use grid::{Grid, GridSpots, MARGIN_SPOTS};
 use memory::{SpotEntry, SpotKey, SpotMemory};
@@ -53,7 +53,7 @@ pub enum EngineError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
-    Slide(#[from] spahgc_slide::SlideError),
+    Slide(#[from] SlideError),
     /// A request that cannot be answered as asked (bad region, resolution, gene, size).
     #[error("{0}")]
     Input(String),

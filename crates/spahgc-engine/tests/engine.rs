@@ -9,7 +9,8 @@ use spahgc_cache::Precision;
 use spahgc_core::Section;
 use spahgc_encoder::{Device, EncoderOptions};
 use spahgc_engine::{
-    Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, Request, Shard,
+    BufferError, Engine, EngineError, EngineOptions, PixelBuffer, PixelFormat, Region, RegionOptions, Request, Shard,
+    SlideError,
 };
 use spahgc_model::GraphInputs;
 
@@ -294,14 +295,18 @@ fn bad_requests_are_named_errors() {
         .map(drop));
     assert!(e.contains("gene NOPE is not among the 250 genes"), "{e}");
 
-    // Pixel buffers: geometry checked before anything else, resolution required.
+    // Pixel buffers: their geometry (a typed error, which the C ABI turns into its status) and a
+    // resolution.
     let pixels = vec![255u8; 64 * 64 * 4];
     let buffer = PixelBuffer { pixels: &pixels, width: 64, height: 64, stride: 255, format: PixelFormat::Rgba8 };
     let mpp = RegionOptions { microns_per_pixel: Some(0.5), ..Default::default() };
     let e = err(engine.predict_pixels(&buffer, (0, 0), &mpp, &ALL).map(drop));
     assert!(e.contains("stride 255 bytes is less than a row of 64 Rgba8 pixels (256 bytes)"), "{e}");
     let short = PixelBuffer { pixels: &pixels[..1000], stride: 256, ..buffer };
-    assert!(err(engine.predict_pixels(&short, (0, 0), &mpp, &ALL).map(drop)).contains("1000 bytes"));
+    let e = engine.predict_pixels(&short, (0, 0), &mpp, &ALL).map(drop).unwrap_err();
+    let too_short = BufferError::TooShort { len: 1000, height: 64, stride: 256, needed: 64 * 256 };
+    assert!(matches!(&e, EngineError::Slide(SlideError::Buffer { source, .. }) if *source == too_short), "{e}");
+    assert!(e.to_string().contains("1000 bytes"), "{e}");
     let fine = PixelBuffer { stride: 256, ..buffer };
     let e = err(engine.predict_pixels(&fine, (0, 0), &RegionOptions::default(), &ALL).map(drop));
     assert!(e.contains("give its µm per pixel"), "{e}");

@@ -129,7 +129,7 @@ impl BufferSlide {
     /// Checks the buffer ([`PixelBuffer::check`]) and its origin, and converts it to RGB.
     /// `name` stands for the buffer in messages.
     pub fn new(name: &str, buffer: &PixelBuffer, origin: (u64, u64)) -> Result<Self, SlideError> {
-        buffer.check_at(origin).map_err(|e| SlideError::BadRegion(format!("pixel buffer {name}: {e}")))?;
+        buffer.check_at(origin).map_err(|source| SlideError::Buffer { name: name.to_owned(), source })?;
         let PixelBuffer { pixels, width, height, stride, format } = *buffer;
         let row = width as usize * format.bytes_per_pixel();
         let bpp = format.bytes_per_pixel();

@@ -12,4 +12,7 @@ pub enum SlideError {
     /// A region request that no slide can answer.
     #[error("bad region: {0}")]
     BadRegion(String),
+    /// A pixel buffer that does not hold the image it describes, or lies beyond the coordinates.
+    #[error("pixel buffer {name}: {source}")]
+    Buffer { name: String, source: crate::BufferError },
 }
