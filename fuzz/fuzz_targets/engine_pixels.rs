@@ -9,8 +9,10 @@ use spahgc_fuzz::PixelRequest;
 
 fuzz_target!(|asked: PixelRequest| {
     let engine = spahgc_fuzz::engine();
+    // Format codes that name no format are the C ABI target's to try.
+    let Some(format) = asked.pixel_format() else { return };
     let buffer = asked.buffer();
-    let Some(pixels) = asked.pixel_buffer(&buffer) else { return };
+    let pixels = asked.pixel_buffer(&buffer, format);
     let options = asked.region_options();
     let genes = asked.gene_names(engine.genes());
     let request = Request { genes: genes.as_deref(), ..Default::default() };

@@ -229,11 +229,12 @@ impl PixelRequest {
         let bpp = self.bytes_per_pixel();
         let stride = self.stride().max(1);
         let mut buffer = vec![255u8; len];
-        for (at, byte) in buffer.iter_mut().enumerate() {
-            let (row, column) = (at / stride, at % stride);
-            let (pixel, channel) = (column / bpp, column % bpp);
-            if channel < 3 {
-                *byte = tile[((row % side) * side + pixel % side) * 3 + channel];
+        // Padding and a cut last pixel hold tissue too; a fourth channel stays opaque.
+        for (row, line) in buffer.chunks_mut(stride).enumerate() {
+            let source = &tile[(row % side) * side * 3..][..side * 3];
+            for (pixel, bytes) in line.chunks_mut(bpp).enumerate() {
+                let channels = bytes.len().min(3);
+                bytes[..channels].copy_from_slice(&source[(pixel % side) * 3..][..channels]);
             }
         }
         buffer
@@ -244,15 +245,15 @@ impl PixelRequest {
         self.region.map(|[x, y, width, height]| Region { x, y, width, height })
     }
 
-    /// `buffer` described as this request describes it, if its format code names a format.
-    pub fn pixel_buffer<'a>(&self, buffer: &'a [u8]) -> Option<PixelBuffer<'a>> {
-        Some(PixelBuffer {
+    /// `buffer` described as this request describes it, in `format` (its [`Self::pixel_format`]).
+    pub fn pixel_buffer<'a>(&self, buffer: &'a [u8], format: PixelFormat) -> PixelBuffer<'a> {
+        PixelBuffer {
             pixels: buffer,
             width: u32::from(self.width),
             height: u32::from(self.height),
             stride: self.stride(),
-            format: self.pixel_format()?,
-        })
+            format,
+        }
     }
 
     /// The region, resolution and tissue-only choice of this request.
