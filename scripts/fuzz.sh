@@ -7,6 +7,7 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET (default 30)] [TARGET...]   (default: every target)
 #   FUZZ_JOBS=N  runs N targets at once (default 1)
+#   FUZZ_BUILD_ONLY=1  builds the targets and stops
 #
 # Before fuzzing, each target runs the inputs committed in fuzz/regressions/<target>/ (findings
 # already fixed). Seeds come from fuzz/seeds.py; the corpora grow in fuzz/corpus/ (not committed).
@@ -24,7 +25,8 @@ CARGO_FUZZ_VERSION=0.13.2
 tools="$root/.spahgc/tools"
 if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
   echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION into $tools"
-  cargo install --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$tools"
+  # Not linted: a clippy-driver wrapper from scripts/test.sh is for spahgc's crates only.
+  env -u RUSTC_WORKSPACE_WRAPPER cargo install --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$tools"
 fi
 export PATH="$tools/bin:$PATH"
 # cargo-fuzz needs nightly flags (-Zsanitizer); the stable toolchain accepts them this way.
@@ -37,6 +39,7 @@ else
   mapfile -t targets < <(ls fuzz/fuzz_targets | sed 's/\.rs$//')
   cargo fuzz build --fuzz-dir fuzz --codegen-units 16
 fi
+[ "${FUZZ_BUILD_ONLY:-}" = 1 ] && exit 0
 bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 python3 fuzz/seeds.py "$root" fuzz/corpus
 logs="$root/fuzz/target/logs"

@@ -27,7 +27,7 @@ mkdir -p target
 # for the workspace's crates; wrapping `cargo build` the same way lints every crate and target as
 # `cargo clippy --all-targets -- -D warnings` does while it compiles them, instead of a separate
 # check of every dependency (four minutes here). The tests run with the same wrapper, which is
-# part of what cargo fingerprints: nothing compiles twice.
+# part of what cargo fingerprints: nothing compiles twice. The fuzz build lints the fuzz crate.
 linted() {
   env RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver" \
     CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" "$@"
@@ -36,8 +36,17 @@ linted() {
 # with the features `cargo test --workspace` resolves, so the test stage compiles nothing again.
 stage "build and clippy" linted cargo build --release --workspace --all-targets --locked
 # The WebAssembly components (Debian's Rust, std built for wasm32-wasip2), which the Rust tests
-# run in their sandbox.
-stage "wasm components" bash scripts/build-component.sh
+# run in their sandbox, and beside them the fuzz targets' AddressSanitizer build (its own target
+# directory, fuzz/target): two compilers fill the core that one leaves idle while it works through
+# a large crate alone. Its log is target/fuzz-build.log.
+wasm_and_fuzz_builds() {
+  linted env FUZZ_BUILD_ONLY=1 bash scripts/fuzz.sh > target/fuzz-build.log 2>&1 &
+  local fuzz_build=$!
+  bash scripts/build-component.sh || { kill "$fuzz_build"; return 1; }
+  wait "$fuzz_build" || { tail -n 40 target/fuzz-build.log; return 1; }
+  grep Finished target/fuzz-build.log
+}
+stage "wasm components and fuzz build" wasm_and_fuzz_builds
 stage "tests" linted bash -c 'set -o pipefail; cargo test --release --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.log'
 # The bindings run against the C library, the spahgc binary and the test bundle that the Rust
 # tests built (target/test-bundle).
@@ -49,7 +58,7 @@ stage "cohort workflow" bash tests/cohort/run.sh
 # Every fuzz target for 20 s after its committed regression inputs (libFuzzer + AddressSanitizer,
 # built into fuzz/target; the engine targets use the test bundle and the components from above),
 # two targets at a time: each fuzzes on one core.
-stage "fuzz" env FUZZ_JOBS=2 bash scripts/fuzz.sh 20
+stage "fuzz" linted env FUZZ_JOBS=2 bash scripts/fuzz.sh 20
 echo "==> all stages took $(($(date +%s) - total_start)) s"
 # One closing line over every Rust test binary (cargo prints one result line per binary); the
 # binding stages above print their own counts.
