@@ -7,7 +7,6 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET (default 30)] [TARGET...]   (default: every target)
 #   FUZZ_JOBS=N  runs N targets at once (default 1)
-#   FUZZ_BUILD_ONLY=1  builds the targets and stops
 #
 # Before fuzzing, each target runs the inputs committed in fuzz/regressions/<target>/ (findings
 # already fixed). Seeds come from fuzz/seeds.py; the corpora grow in fuzz/corpus/ (not committed).
@@ -39,7 +38,6 @@ else
   mapfile -t targets < <(ls fuzz/fuzz_targets | sed 's/\.rs$//')
   cargo fuzz build --fuzz-dir fuzz --codegen-units 16
 fi
-[ "${FUZZ_BUILD_ONLY:-}" = 1 ] && exit 0
 bin="$root/fuzz/target/x86_64-unknown-linux-gnu/release"
 python3 fuzz/seeds.py "$root" fuzz/corpus
 logs="$root/fuzz/target/logs"
