@@ -100,6 +100,32 @@ fn a_bank_holds_the_spots_of_its_sections() {
     let info = ok(&spahgc(&["bank", "info", bank.to_str().unwrap(), "--json"], tmp.path()));
     assert_eq!((info["genes"].as_u64(), info["dim"].as_u64()), (Some(250), Some(1280)));
     assert_eq!(info["sections"], serde_json::json!(["C2", "C4"]));
+
+    // A bank of another section joins the first as a shard once it is normalised as the first.
+    let bank_c3 = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let args = ["bank", "build", "--her2st", data.to_str().unwrap(), "--sections", "C3", "--json"];
+        let built = spahgc(&[&args[..], extra, &["--out", out.to_str().unwrap()]].concat(), &tmp.path().join("cache"));
+        (out, built)
+    };
+    let (fitted, built) = bank_c3("c3-fitted.spb", &["--panel", panel.to_str().unwrap()]);
+    ok(&built);
+    let (alike, built) = bank_c3("c3-alike.spb", &["--normalised-as", bank.to_str().unwrap()]);
+    ok(&built);
+    let list = tmp.path().join("joined.banks");
+    let join = |shards: &[&Path]| {
+        let paths: Vec<&str> = shards.iter().map(|p| p.to_str().unwrap()).collect();
+        spahgc(&[&["bank", "join", "--json", "--out", list.to_str().unwrap()], &paths[..]].concat(), tmp.path())
+    };
+    let refusal = join(&[&bank, &fitted]);
+    assert_eq!(refusal.status.code(), Some(2), "incompatible banks are bad input");
+    let refused = failed(&refusal);
+    assert!(refused.contains("c3-fitted.spb") && refused.contains("min-max statistics differ"), "{refused}");
+    assert!(!list.exists(), "a refused join writes nothing");
+    assert_eq!(ok(&join(&[&bank, &alike]))["spots"], 187 + 184 + 180);
+    let info = ok(&spahgc(&["bank", "info", list.to_str().unwrap(), "--json"], tmp.path()));
+    assert_eq!(info["sections"], serde_json::json!(["C2", "C4", "C3"]));
+    assert_eq!((info["spots"].as_u64(), info["files"].as_array().map(Vec::len)), (Some(187 + 184 + 180), Some(2)));
 }
 
 #[test]
@@ -359,6 +385,12 @@ fn training_writes_a_verified_bundle() {
     check_outputs(&out, &summary, 184, 250);
     ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C4"]));
     assert_eq!(std::fs::read_to_string(out.join("expression.csv")).unwrap(), csv, "a second run predicts the same");
+    // The bundle's bank given with --bank is another request (predicted again), with the same result.
+    let own_bank = bundle.join("bank.spb");
+    let again =
+        ok(&predict(&["--her2st", data.to_str().unwrap(), "--section", "C4", "--bank", own_bank.to_str().unwrap()]));
+    assert_ne!(again["skipped"], true, "{again}");
+    assert_eq!(std::fs::read_to_string(out.join("expression.csv")).unwrap(), csv);
 
     // A 3000 x 3000 px region of a section's image, on the bundle's grid.
     let region =

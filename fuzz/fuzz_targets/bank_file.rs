@@ -1,4 +1,4 @@
-//! The reference-bank file: `ReferenceBank::open`, then every array and a retrieval.
+//! The reference-bank file: `BankFile::open`, every array, then `ReferenceBank::open` and a retrieval.
 //!
 //! Inputs are either any bytes, or a real bank (built here by `build_bank` at a shape the input
 //! picks) with bytes overwritten and the end cut. Either way the checksum can be repaired (the
@@ -8,7 +8,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ndarray::Array2;
-use spahgc_bank::{BankSection, ReferenceBank, build_bank};
+use spahgc_bank::{BankFile, BankSection, ReferenceBank, build_bank};
 use spahgc_core::{CountMatrix, Normalisation, Section, Spot};
 use spahgc_fuzz::MadeOnce;
 
@@ -74,12 +74,13 @@ fuzz_target!(|input: Input| {
     }
     let path = spahgc_fuzz::fresh_dir("bank").join("bank.spb");
     spahgc_fuzz::write(&path, &bytes);
-    let Ok(bank) = ReferenceBank::open(&path) else { return };
-    let (embeddings, expression, centres) = (bank.embeddings(), bank.expression(), bank.centres());
-    assert_eq!(embeddings.nrows(), bank.len());
-    assert_eq!(expression.nrows(), bank.len());
-    assert_eq!(centres.nrows(), bank.len());
-    assert!(bank.section_of().iter().all(|&s| (s as usize) < bank.meta().sections.len()), "sections in range");
+    let Ok(file) = BankFile::open(&path) else { return };
+    let (embeddings, expression, centres) = (file.embeddings(), file.expression(), file.centres());
+    assert_eq!(embeddings.nrows(), file.len());
+    assert_eq!(expression.nrows(), file.len());
+    assert_eq!(centres.nrows(), file.len());
+    assert!(file.section_of().iter().all(|&s| (s as usize) < file.meta().sections.len()), "sections in range");
+    let bank = ReferenceBank::open(&path).expect("a bank file that opens is a bank");
     let query = Array2::from_elem((2, bank.meta().embedding_dim), 0.5f32);
     if let Ok(found) = bank.top_k(query.view(), 3, Some("A")) {
         for n in found.iter().flatten() {

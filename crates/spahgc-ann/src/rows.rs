@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use ndarray::{Array2, s};
-use spahgc_bank::ReferenceBank;
+use spahgc_bank::BankFile;
 
 use crate::AnnError;
 
@@ -29,7 +29,7 @@ pub trait EmbeddingRows: Sync {
     }
 }
 
-impl EmbeddingRows for ReferenceBank {
+impl EmbeddingRows for BankFile {
     fn shape(&self) -> (usize, usize) {
         (self.len(), self.meta().embedding_dim)
     }

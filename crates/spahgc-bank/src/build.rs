@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use spahgc_core::{NormStats, Normalisation, Section, panel_expression};
 
 use crate::format::BankArrays;
-use crate::{BankError, BankMeta, FORMAT_VERSION, ReferenceBank, SectionInfo};
+use crate::{BankError, BankFile, BankMeta, FORMAT_VERSION, SectionInfo};
 
 /// One reference section and the embeddings of its spots (spots × embedding dimension, rows in
 /// the section's spot order).
@@ -26,6 +26,27 @@ pub fn build_bank(
     method: Normalisation,
     encoder_sha256: &str,
 ) -> Result<BankMeta, BankError> {
+    let expression = checked_expression(sections, genes)?;
+    let norm = NormStats::fit(method, genes, &expression)?;
+    write_bank(path, sections, expression, norm, encoder_sha256)
+}
+
+/// Builds a bank like [`build_bank`], over the genes of `norm` and normalised with it (another
+/// bank's statistics) instead of statistics fitted on `sections`: banks built apart this way can
+/// be searched together as shards of one (see [`crate::join_banks`]).
+pub fn build_bank_normalised_as(
+    path: &Path,
+    sections: &[BankSection],
+    norm: &NormStats,
+    encoder_sha256: &str,
+) -> Result<BankMeta, BankError> {
+    let expression = checked_expression(sections, &norm.genes)?;
+    write_bank(path, sections, expression, norm.clone(), encoder_sha256)
+}
+
+/// Checks that the sections and their embeddings fit together, and returns each section's
+/// log-normalised expression over `genes`.
+fn checked_expression(sections: &[BankSection], genes: &[String]) -> Result<Vec<Array2<f32>>, BankError> {
     let Some(first) = sections.first() else {
         return Err(BankError::Input("a bank needs at least one reference section".into()));
     };
@@ -55,7 +76,18 @@ pub fn build_bank(
         }
         expression.push(panel_expression(s.section, genes)?);
     }
-    let norm = NormStats::fit(method, genes, &expression)?;
+    Ok(expression)
+}
+
+/// Normalises each section's `expression` with `norm` and writes the bank.
+fn write_bank(
+    path: &Path,
+    sections: &[BankSection],
+    expression: Vec<Array2<f32>>,
+    norm: NormStats,
+    encoder_sha256: &str,
+) -> Result<BankMeta, BankError> {
+    let dim = sections[0].embeddings.ncols();
     let mut arrays = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, (s, mut expr)) in sections.iter().zip(expression).enumerate() {
         norm.apply(&mut expr)?;
@@ -71,7 +103,7 @@ pub fn build_bank(
         format_version: FORMAT_VERSION,
         encoder_sha256: encoder_sha256.into(),
         embedding_dim: dim,
-        genes: genes.to_vec(),
+        genes: norm.genes.clone(),
         norm,
         sections: sections
             .iter()
@@ -85,7 +117,7 @@ pub fn build_bank(
         arrays: Default::default(),
     };
     let (embeddings, expression, centres, norms, section_of) = arrays;
-    ReferenceBank::write(
+    BankFile::write(
         path,
         meta,
         BankArrays {

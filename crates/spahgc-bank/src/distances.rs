@@ -3,7 +3,7 @@
 //! nodes are a subset of the bank, so a small bank computes all pairs once and every graph looks
 //! its distances up instead of multiplying feature matrices again.
 
-use ndarray::{Array2, ArrayView2, Axis, concatenate};
+use ndarray::{Array2, ArrayView2, s};
 
 use crate::ReferenceBank;
 
@@ -24,9 +24,13 @@ pub fn squared_distances(rows: ArrayView2<f32>) -> Array2<f32> {
 impl ReferenceBank {
     /// Reference features of the bank's spots: embedding followed by normalised expression.
     pub fn features(&self, rows: &[usize]) -> Array2<f32> {
-        let pick = |a: ArrayView2<f32>| a.select(Axis(0), rows);
-        concatenate(Axis(1), &[pick(self.embeddings()).view(), pick(self.expression()).view()])
-            .expect("bank arrays have one row per spot")
+        let dim = self.meta().embedding_dim;
+        let mut features = Array2::zeros((rows.len(), dim + self.meta().genes.len()));
+        for (mut out, &row) in features.rows_mut().into_iter().zip(rows) {
+            out.slice_mut(s![..dim]).assign(&self.embedding(row));
+            out.slice_mut(s![dim..]).assign(&self.expression(row));
+        }
+        features
     }
 
     /// Squared distances between the features of every pair of bank spots, computed on first

@@ -8,6 +8,9 @@ pub enum BankError {
     /// The file is not a bank, is damaged, or is of a format this build cannot read.
     #[error("{path}: {problem}")]
     Format { path: PathBuf, problem: String },
+    /// A shard cannot be searched together with the bank's first shard.
+    #[error("{shard}: cannot be searched together with {first}: {problem}")]
+    Incompatible { shard: PathBuf, first: PathBuf, problem: String },
     /// The inputs of a build or a query do not fit together.
     #[error("{0}")]
     Input(String),

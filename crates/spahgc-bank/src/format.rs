@@ -29,7 +29,7 @@ use crate::BankError;
 #[cfg(target_endian = "big")]
 compile_error!("the bank format is little-endian and read in place");
 
-const MAGIC: &[u8; 8] = b"SPAHGCBK";
+pub(crate) const MAGIC: &[u8; 8] = b"SPAHGCBK";
 const HEADER_LEN: usize = 64;
 const ALIGN: usize = 64;
 /// The bank format version this build writes and reads.
@@ -68,7 +68,7 @@ pub struct BankMeta {
     pub(crate) arrays: [Extent; 5],
 }
 
-/// The arrays of a bank in memory, as the builder hands them to [`ReferenceBank::write`].
+/// The arrays of a bank in memory, as the builder hands them to [`BankFile::write`].
 pub(crate) struct BankArrays<'a> {
     pub embeddings: &'a [f32],
     pub expression: &'a [f32],
@@ -101,18 +101,15 @@ impl Storage {
     }
 }
 
-/// An opened, verified reference bank. Cheap to query from many threads (`Send + Sync`).
-pub struct ReferenceBank {
+/// One opened, verified bank file, its arrays read in place. A [`crate::ReferenceBank`] searches
+/// one or more of them as one bank.
+pub struct BankFile {
     path: PathBuf,
     meta: BankMeta,
     storage: Storage,
-    /// See [`ReferenceBank::feature_distances`].
-    pub(crate) distances: std::sync::OnceLock<Option<ndarray::Array2<f32>>>,
-    /// See [`ReferenceBank::attach_index`].
-    pub(crate) index: Option<crate::retrieve::AttachedIndex>,
 }
 
-impl ReferenceBank {
+impl BankFile {
     /// Writes a bank file atomically: a reader never sees a partial bank under `path`.
     /// Returns the metadata as written, array offsets filled in.
     pub(crate) fn write(path: &Path, mut meta: BankMeta, arrays: BankArrays) -> Result<BankMeta, BankError> {
@@ -188,7 +185,7 @@ impl ReferenceBank {
             Storage::Owned { words, len: bytes.len() }
         };
         let meta = verify(path, storage.bytes())?;
-        Ok(Self { path: path.into(), meta, storage, distances: Default::default(), index: None })
+        Ok(Self { path: path.into(), meta, storage })
     }
 
     /// The bank's metadata.
@@ -227,13 +224,18 @@ impl ReferenceBank {
     }
 
     /// L2 norm of each embedding.
-    pub(crate) fn norms(&self) -> &[f32] {
+    pub fn norms(&self) -> &[f32] {
         self.array(3)
     }
 
     /// Index into [`BankMeta::sections`] of each spot.
     pub fn section_of(&self) -> &[u32] {
         self.array(4)
+    }
+
+    /// The SHA-256 of the file's contents, as its header records it (verified at open), in hex.
+    pub fn checksum(&self) -> String {
+        self.storage.bytes()[24..56].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn array<T: Plain>(&self, i: usize) -> &[T] {
@@ -365,12 +367,14 @@ fn le_f32(bytes: &[u8]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ReferenceBank;
     use crate::test_support::random_bank;
 
     #[test]
     fn a_bank_reads_back_what_was_built() {
         let dir = tempfile::tempdir().unwrap();
         let (bank, parts) = random_bank(dir.path(), 1);
+        let bank = BankFile::open(bank.path()).unwrap();
         assert_eq!(bank.len(), 50);
         assert_eq!(bank.meta().genes, ["G3", "G1", "G7"]);
         assert_eq!(bank.embeddings().row(30), parts[1].1.row(0));
@@ -406,7 +410,7 @@ mod tests {
             ("empty", Vec::new()),
         ] {
             std::fs::write(&path, bytes).unwrap();
-            let err = ReferenceBank::open(&path).err().expect(what).to_string();
+            let err = ReferenceBank::open(&path).expect_err(what).to_string();
             assert!(err.contains("damaged.spb"), "{what}: {err}");
             if what == "newer" {
                 assert!(err.contains("version 9") && err.contains("version 1"), "{err}");
@@ -420,6 +424,7 @@ mod tests {
     fn arrays_with_wrong_norms_or_non_finite_values_are_refused_despite_a_right_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let (bank, _) = random_bank(dir.path(), 1);
+        let bank = BankFile::open(bank.path()).unwrap();
         let good = std::fs::read(bank.path()).unwrap();
         let [embeddings, _, centres, norms, _] = bank.meta().arrays.map(|e| e.offset);
         let path = dir.path().join("rewritten.spb");
@@ -433,7 +438,7 @@ mod tests {
             let sum = Sha256::digest(&bytes[HEADER_LEN..]);
             bytes[24..56].copy_from_slice(&sum);
             std::fs::write(&path, &bytes).unwrap();
-            let err = ReferenceBank::open(&path).err().expect(expected).to_string();
+            let err = ReferenceBank::open(&path).expect_err(expected).to_string();
             assert!(err.contains(expected) && err.contains("rewritten.spb"), "{err}");
         }
     }

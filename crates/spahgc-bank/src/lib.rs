@@ -2,8 +2,8 @@
 //! embeddings, and top-k cosine retrieval over them: exact, or through an attached approximate
 //! index for banks of millions of spots.
 //!
-//! A bank is one file (format below) that opens memory-mapped on Unix: its arrays are used in
-//! place, never copied. This crate knows nothing of images or ONNX and compiles to
+//! A bank file (format below) opens memory-mapped on Unix: its arrays are used in place, never
+//! copied. Several bank files can be searched as one bank through a shard list. This crate knows nothing of images or ONNX and compiles to
 //! `wasm32-wasip2` (where the file is read into memory instead).
 
 mod build;
@@ -11,12 +11,14 @@ mod distances;
 mod error;
 mod format;
 mod retrieve;
+mod shards;
 
-pub use build::{BankSection, build_bank};
+pub use build::{BankSection, build_bank, build_bank_normalised_as};
 pub use distances::squared_distances;
 pub use error::BankError;
-pub use format::{BankMeta, FORMAT_VERSION, ReferenceBank, SectionInfo};
+pub use format::{BankFile, BankMeta, FORMAT_VERSION, SectionInfo};
 pub use retrieve::{APPROXIMATE_FROM_SPOTS, ApproximateIndex, Neighbour, best_k};
+pub use shards::{ReferenceBank, join_banks};
 
 #[cfg(test)]
 mod test_support {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ndarray::{ArrayView2, Axis};
 
+use crate::shards::Shard;
 use crate::{BankError, ReferenceBank};
 
 /// A retrieved reference spot.
@@ -49,25 +50,36 @@ pub fn best_k(mut scored: Vec<Neighbour>, k: usize) -> Vec<Neighbour> {
 }
 
 impl ReferenceBank {
-    /// Searches `index` instead of scanning every spot once the bank holds `from_spots` spots or
-    /// more ([`APPROXIMATE_FROM_SPOTS`] by default; 0: always). An index built over another
-    /// number of spots or embedding dimensions is refused.
-    pub fn attach_index(&mut self, index: Arc<dyn ApproximateIndex>, from_spots: usize) -> Result<(), BankError> {
+    /// Gives shard `shard` (0 for a bank of one file) an index, searched instead of scanning
+    /// every spot of it once the shard holds `from_spots` spots or more
+    /// ([`APPROXIMATE_FROM_SPOTS`] by default; 0: always). An index built over another number of
+    /// spots or embedding dimensions is refused.
+    pub fn attach_index(
+        &mut self,
+        shard: usize,
+        index: Arc<dyn ApproximateIndex>,
+        from_spots: usize,
+    ) -> Result<(), BankError> {
+        let count = self.shards.len();
+        let Some(target) = self.shards.get_mut(shard) else {
+            return Err(BankError::Input(format!("the bank has {count} shards, no shard {shard}")));
+        };
         let (rows, dim) = index.shape();
-        let (spots, bank_dim) = (self.len(), self.meta().embedding_dim);
+        let (spots, bank_dim) = (target.file.len(), target.file.meta().embedding_dim);
         if (rows, dim) != (spots, bank_dim) {
             return Err(BankError::Input(format!(
                 "the index covers {rows} spots of {dim} dimensions, the bank {} holds {spots} spots of {bank_dim}",
-                self.path().display()
+                target.file.path().display()
             )));
         }
-        self.index = Some(AttachedIndex { index, from_spots });
+        target.index = Some(AttachedIndex { index, from_spots });
         Ok(())
     }
 
-    /// Whether queries go through an attached index (else every spot is scanned).
+    /// Whether queries go through an attached index (for some shard at least; the others are
+    /// scanned).
     pub fn searches_index(&self) -> bool {
-        self.index.as_ref().is_some_and(|a| self.len() >= a.from_spots)
+        self.shards.iter().any(Shard::searches_index)
     }
 
     /// The `k` bank spots most similar to each query row (queries × embedding_dim), best first.
@@ -75,9 +87,9 @@ impl ReferenceBank {
     /// Ties are broken by bank row, lower first, so results are deterministic. Spots of the
     /// section named `exclude_section` are never returned (a section must not retrieve itself).
     /// Zero vectors (queries or bank rows) have similarity 0 to everything. Fewer than `k`
-    /// neighbours come back only when the bank has fewer eligible spots. With an index in use
-    /// ([`ReferenceBank::searches_index`]) the spots are the best of its candidates; a query
-    /// whose candidates hold too few eligible spots is answered by a full scan.
+    /// neighbours come back only when the bank has fewer eligible spots. A shard searched
+    /// through an index ([`ReferenceBank::searches_index`]) gives the best of its candidates; a
+    /// query whose candidates hold too few eligible spots scans that shard in full.
     pub fn top_k(
         &self,
         queries: ArrayView2<f32>,
@@ -95,20 +107,47 @@ impl ReferenceBank {
             return Err(BankError::Input("queries contain NaN or infinity".into()));
         }
         let excluded = exclude_section.and_then(|name| self.meta().sections.iter().position(|s| s.name == name));
-        let is_eligible = |i: usize| excluded != Some(self.section_of()[i] as usize);
-        let eligible: Vec<usize> = (0..self.len()).filter(|&i| is_eligible(i)).collect();
+        let mut results = vec![Vec::new(); queries.nrows()];
+        for shard in &self.shards {
+            let local_excluded = excluded.and_then(|e| e.checked_sub(shard.first_section));
+            for (all, found) in results.iter_mut().zip(shard.top_k(queries, k, local_excluded)?) {
+                all.extend(found.into_iter().map(|n| Neighbour { index: n.index + shard.first_row, ..n }));
+            }
+        }
+        if self.shards.len() > 1 {
+            results = results.into_iter().map(|found| best_k(found, k)).collect();
+        }
+        Ok(results)
+    }
+}
+
+impl Shard {
+    fn searches_index(&self) -> bool {
+        self.index.as_ref().is_some_and(|a| self.file.len() >= a.from_spots)
+    }
+
+    /// [`ReferenceBank::top_k`] within this shard, rows and `excluded` section numbered within it.
+    fn top_k(
+        &self,
+        queries: ArrayView2<f32>,
+        k: usize,
+        excluded: Option<usize>,
+    ) -> Result<Vec<Vec<Neighbour>>, BankError> {
+        let section_of = self.file.section_of();
+        let is_eligible = |i: usize| excluded != Some(section_of[i] as usize);
+        let eligible: Vec<usize> = (0..self.file.len()).filter(|&i| is_eligible(i)).collect();
         let Some(attached) = self.index.as_ref().filter(|_| self.searches_index()) else {
             return Ok(self.scan(queries, k, &eligible));
         };
         let wanted = k.min(eligible.len());
         let candidates = attached.index.candidates(queries, k)?;
+        let embeddings = self.file.embeddings();
         let mut results = Vec::with_capacity(queries.nrows());
         for (q, rows) in queries.rows().into_iter().zip(candidates) {
             let q_inv = inverse_norm(q.dot(&q).sqrt());
-            let embeddings = self.embeddings();
             let scored: Vec<Neighbour> = rows
                 .into_iter()
-                .filter(|&i| i < self.len() && is_eligible(i))
+                .filter(|&i| i < self.file.len() && is_eligible(i))
                 .map(|i| Neighbour { index: i, similarity: embeddings.row(i).dot(&q) * q_inv * self.inverse_norm(i) })
                 .collect();
             results.push(match scored.len() >= wanted {
@@ -124,7 +163,7 @@ impl ReferenceBank {
         let mut results = Vec::with_capacity(queries.nrows());
         // Queries in blocks bound the scores matrix to a few MB whatever the batch size.
         for block in queries.axis_chunks_iter(Axis(0), 256) {
-            let dots = block.dot(&self.embeddings().t());
+            let dots = block.dot(&self.file.embeddings().t());
             for (q, row) in block.rows().into_iter().zip(dots.rows()) {
                 let q_inv = inverse_norm(q.dot(&q).sqrt());
                 let scored = eligible
@@ -138,7 +177,7 @@ impl ReferenceBank {
     }
 
     fn inverse_norm(&self, row: usize) -> f32 {
-        inverse_norm(self.norms()[row])
+        inverse_norm(self.file.norms()[row])
     }
 }
 
@@ -150,20 +189,19 @@ fn inverse_norm(norm: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, ArrayView2, s};
+    use ndarray::{Array2, ArrayView2};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     use crate::test_support::random_bank;
 
     /// Straightforward reference: every similarity in f64, full sort.
-    fn brute_force(bank: &crate::ReferenceBank, q: &[f32], k: usize, exclude: Option<u32>) -> Vec<usize> {
-        let e = bank.embeddings();
+    fn brute_force(bank: &crate::ReferenceBank, q: &[f32], k: usize, exclude: Option<usize>) -> Vec<usize> {
         let qn = q.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
         let mut scored: Vec<(f64, usize)> = (0..bank.len())
-            .filter(|&i| Some(bank.section_of()[i]) != exclude)
+            .filter(|&i| Some(bank.section_of(i)) != exclude)
             .map(|i| {
-                let row = e.row(i);
+                let row = bank.embedding(i);
                 let dot: f64 = row.iter().zip(q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
                 let n = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
                 (dot / (n * qn), i)
@@ -195,7 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (bank, _) = random_bank(dir.path(), 3);
         // A query equal to bank row 5, scaled: row 5 is the best hit with similarity 1.
-        let q = bank.embeddings().slice(s![5..6, ..]).mapv(|v| v * 3.0);
+        let q = bank.embedding(5).insert_axis(ndarray::Axis(0)).mapv(|v| v * 3.0);
         let hits = bank.top_k(q.view(), 1, None).unwrap();
         assert_eq!(hits[0][0].index, 5);
         assert!((hits[0][0].similarity - 1.0).abs() < 1e-5);
@@ -232,14 +270,14 @@ mod tests {
 
         // Below its size threshold the index is not used.
         let wrong = FixedIndex { shape: (50, 16), rows: vec![0, 1, 2, 40, 41] };
-        bank.attach_index(std::sync::Arc::new(wrong), 51).unwrap();
+        bank.attach_index(0, std::sync::Arc::new(wrong), 51).unwrap();
         assert!(!bank.searches_index());
         assert_eq!(bank.top_k(queries.view(), 3, None).unwrap(), exact);
 
         // In use, the answer is the exact ranking of its candidates; a query whose candidates
         // hold too few eligible spots (section A is rows 0..30) is answered by a full scan.
         let index = std::sync::Arc::new(FixedIndex { shape: (50, 16), rows: vec![0, 1, 2, 40, 41] });
-        bank.attach_index(index, 0).unwrap();
+        bank.attach_index(0, index, 0).unwrap();
         assert!(bank.searches_index());
         for hits in bank.top_k(queries.view(), 3, None).unwrap() {
             let rows: Vec<usize> = hits.iter().map(|h| h.index).collect();
@@ -253,7 +291,7 @@ mod tests {
         }
 
         // An index over other rows or dimensions is refused, naming both shapes.
-        let e = bank.attach_index(std::sync::Arc::new(FixedIndex { shape: (50, 15), rows: vec![] }), 0).unwrap_err();
+        let e = bank.attach_index(0, std::sync::Arc::new(FixedIndex { shape: (50, 15), rows: vec![] }), 0).unwrap_err();
         assert!(e.to_string().contains("50 spots of 15 dimensions") && e.to_string().contains("50 spots of 16"), "{e}");
     }
 

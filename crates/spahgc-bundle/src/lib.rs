@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -109,7 +110,7 @@ pub struct Bundle {
     dir: PathBuf,
     manifest: BundleManifest,
     model: SpaHgc,
-    bank: ReferenceBank,
+    bank: Arc<ReferenceBank>,
 }
 
 impl Bundle {
@@ -153,7 +154,7 @@ impl Bundle {
                 ),
             });
         }
-        Ok(Self { dir: dir.to_path_buf(), manifest, model, bank })
+        Ok(Self { dir: dir.to_path_buf(), manifest, model, bank: Arc::new(bank) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -168,8 +169,17 @@ impl Bundle {
         &self.model
     }
 
+    /// The reference bank the model retrieves from: the bundle's own, or the one given to
+    /// [`Bundle::with_bank`].
     pub fn bank(&self) -> &ReferenceBank {
         &self.bank
+    }
+
+    /// This bundle retrieving from `bank` (a larger or sharded bank, say) instead of its own,
+    /// once the model accepts it: the same embedding dimension, genes, normalisation and encoder.
+    pub fn with_bank(self, bank: Arc<ReferenceBank>) -> Result<Self, BundleError> {
+        self.model.check_bank(&bank)?;
+        Ok(Self { bank, ..self })
     }
 
     /// The encoder's model directory inside the bundle.

@@ -1,11 +1,11 @@
-//! `spahgc bank build|info`.
+//! `spahgc bank build|join|info`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use spahgc_ann::AnnParams;
-use spahgc_bank::{ReferenceBank, build_bank};
+use spahgc_bank::{ReferenceBank, build_bank, build_bank_normalised_as, join_banks};
 use spahgc_core::{GenePanel, Normalisation};
 
 use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
@@ -15,9 +15,19 @@ use crate::output::Output;
 pub enum BankCommand {
     /// Build a reference bank from sections with measured expression.
     Build(BuildArgs),
-    /// Describe a bank file.
+    /// Join bank files into one bank searched as one (a shard list), after checking that their
+    /// encoder, genes and normalisation agree.
+    Join {
+        /// Shard list to write (e.g. `atlas.banks`); it names the bank files relative to itself.
+        #[arg(long)]
+        out: PathBuf,
+        /// The bank files, searched in this order.
+        #[arg(required = true)]
+        banks: Vec<PathBuf>,
+    },
+    /// Describe a bank (a bank file or a shard list).
     Info {
-        /// The bank file.
+        /// The bank file or shard list.
         bank: PathBuf,
     },
 }
@@ -80,6 +90,11 @@ pub struct BuildArgs {
     /// Bank file to write.
     #[arg(long)]
     out: PathBuf,
+    /// Normalise expression with this bank's statistics (and over its genes, instead of the
+    /// panel's) rather than fitting them on these sections, so that the two banks can be joined
+    /// (`spahgc bank join`).
+    #[arg(long, value_name = "BANK", conflicts_with_all = ["panel", "normalisation"])]
+    normalised_as: Option<PathBuf>,
     /// Build an approximate index beside the bank (`<bank>.ann/`).
     #[arg(long, value_enum, default_value = "none")]
     index: IndexKind,
@@ -92,29 +107,40 @@ pub struct BuildArgs {
 pub fn run(cmd: BankCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
         BankCommand::Build(args) => build(args, out),
+        BankCommand::Join { out: list, banks } => {
+            let bank = join_banks(&list, &banks)?;
+            out.report(
+                &format!("wrote shard list {}: {} spots in {} bank files", list.display(), bank.len(), banks.len()),
+                serde_json::json!({ "out": list, "spots": bank.len(), "banks": banks }),
+            )
+        }
         BankCommand::Info { bank } => {
             let mut bank = ReferenceBank::open(&bank)?;
             let indexed = spahgc_ann::attach_beside(&mut bank, None)?;
             let meta = bank.meta();
+            let files: Vec<String> =
+                bank.files().map(|f| format!("{} ({} spots)", f.path().display(), f.len())).collect();
             let sections: Vec<String> =
                 meta.sections.iter().map(|s| format!("{} ({} spots)", s.name, s.spot_ids.len())).collect();
             out.report(
                 &format!(
-                    "bank {}: format {}, {} spots × {} dimensions, {} genes, {:?} normalisation\n  sections: {}\n  encoder sha256: {}\n  retrieval: {}",
+                    "bank {}: format {}, {} spots × {} dimensions, {} genes, {:?} normalisation\n  files: {}\n  sections: {}\n  encoder sha256: {}\n  retrieval: {}",
                     bank.path().display(),
                     meta.format_version,
                     meta.n_spots,
                     meta.embedding_dim,
                     meta.genes.len(),
                     meta.norm.method,
+                    files.join(", "),
                     sections.join(", "),
                     meta.encoder_sha256,
-                    retrieval(indexed, bank.searches_index()),
+                    retrieval(indexed, files.len(), bank.searches_index()),
                 ),
                 serde_json::json!({
                     "format_version": meta.format_version, "spots": meta.n_spots, "dim": meta.embedding_dim,
                     "genes": meta.genes.len(), "sections": meta.sections.iter().map(|s| &s.name).collect::<Vec<_>>(),
-                    "encoder_sha256": meta.encoder_sha256, "index": indexed, "searches_index": bank.searches_index(),
+                    "encoder_sha256": meta.encoder_sha256, "files": bank.files().map(|f| f.path()).collect::<Vec<_>>(),
+                    "indexed_files": indexed, "searches_index": bank.searches_index(),
                 }),
             )?;
             Ok(())
@@ -122,25 +148,33 @@ pub fn run(cmd: BankCommand, out: &Output) -> anyhow::Result<()> {
     }
 }
 
-/// How a bank answers queries, in words.
-fn retrieval(indexed: bool, searched: bool) -> &'static str {
-    match (indexed, searched) {
-        (false, _) => "exact scan (no index)",
-        (true, false) => "exact scan (the index beside it is used from 100,000 spots)",
-        (true, true) => "approximate index, re-ranked exactly",
-    }
+/// How a bank of `files` files, `indexed` of them with an index beside them, answers queries.
+fn retrieval(indexed: usize, files: usize, searched: bool) -> String {
+    let scope = if files == 1 { String::new() } else { format!(" ({indexed} of {files} files indexed)") };
+    let how = match (indexed, searched) {
+        (0, _) => "exact scan (no index)",
+        (_, false) => "exact scan (indexes are used from 100,000 spots a file)",
+        (_, true) => "approximate index, re-ranked exactly",
+    };
+    format!("{how}{scope}")
 }
 
 fn build(args: BuildArgs, out: &Output) -> anyhow::Result<()> {
-    let panel = GenePanel::read(&args.genes.panel)?;
+    let like = args.normalised_as.as_deref().map(ReferenceBank::open).transpose()?;
     let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
     let inputs = data.views();
-    let meta = build_bank(&args.out, &inputs, &panel.genes, args.genes.normalisation.into(), &data.encoder_sha256)
-        .with_context(|| format!("building {}", args.out.display()))?;
+    let meta = match &like {
+        Some(like) => build_bank_normalised_as(&args.out, &inputs, &like.meta().norm, &data.encoder_sha256),
+        None => {
+            let panel = GenePanel::read(&args.genes.panel)?;
+            build_bank(&args.out, &inputs, &panel.genes, args.genes.normalisation.into(), &data.encoder_sha256)
+        }
+    }
+    .with_context(|| format!("building {}", args.out.display()))?;
     let index = match args.index.params() {
         Some(params) => {
             let bank = ReferenceBank::open(&args.out)?;
-            Some(spahgc_ann::build_beside(&bank, params)?.dir().to_path_buf())
+            spahgc_ann::build_beside(&bank, params)?.first().map(|index| index.dir().to_path_buf())
         }
         None => None,
     };

@@ -1,6 +1,7 @@
 //! Why a command failed, as the process's exit code, so batch jobs and workflows can tell a bad
 //! slide (skip it) from a crash (retry it).
 
+use spahgc_bank::BankError;
 use spahgc_bundle::BundleError;
 use spahgc_datasets::DatasetError;
 use spahgc_embed::EmbedError;
@@ -64,6 +65,9 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Failure> {
     if let Some(e) = cause.downcast_ref::<WasmError>() {
         let bad = matches!(e, WasmError::BadInput(_) | WasmError::Bundle(_) | WasmError::Component { .. });
         return Some(if bad { Failure::BadInput } else { Failure::Internal });
+    }
+    if let Some(e) = cause.downcast_ref::<BankError>() {
+        return Some(if matches!(e, BankError::Io { .. }) { Failure::Internal } else { Failure::BadInput });
     }
     let bad = cause.is::<BadInput>() || cause.is::<BundleError>() || cause.is::<DatasetError>();
     bad.then_some(Failure::BadInput)

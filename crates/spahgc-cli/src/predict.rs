@@ -1,6 +1,7 @@
 //! `spahgc predict`: expression for the spots of a her2st section or a region of a slide.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -9,7 +10,9 @@ use sha2::{Digest, Sha256};
 use spahgc_anndata::{AnnData, Column};
 use spahgc_core::Section;
 use spahgc_datasets::her2st;
-use spahgc_engine::{BlockPlan, Engine, EngineOptions, Prediction, Region, RegionOptions, Request, Shard};
+use spahgc_engine::{
+    BlockPlan, Engine, EngineOptions, Prediction, ReferenceBank, Region, RegionOptions, Request, Shard,
+};
 
 use crate::embed::{CacheArgs, EncoderArgs};
 use crate::failure::{BadInput, bad_input};
@@ -36,6 +39,11 @@ pub struct PredictArgs {
     /// Model bundle (from `spahgc train`); default: the one the demo builds in .spahgc/bundles.
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// Retrieve references from this bank (a bank file or a shard list from `spahgc bank join`)
+    /// instead of the bundle's own; it must match the bundle's genes, normalisation and encoder.
+    /// An approximate index beside a bank file is searched from 100,000 spots on.
+    #[arg(long, value_name = "BANK")]
+    bank: Option<PathBuf>,
     /// her2st data set directory, with --section: predict that section's measured spots (or,
     /// with --region, the grid spots of a region of its image).
     #[arg(long, requires = "section", conflicts_with = "slide")]
@@ -116,11 +124,13 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     }
     args.encoder.limit_threads()?;
     let bundle = bundle_dir(args.bundle.as_ref())?;
+    let bank = args.bank.as_deref().map(open_bank).transpose()?;
     let options = EngineOptions {
         encoder: args.encoder.options(),
         cache: args.cache.open()?,
         precision: args.cache.precision(),
         max_spots: args.max_spots,
+        bank: bank.clone(),
         ..Default::default()
     };
     let engine = Engine::open(&bundle, options).with_context(|| format!("opening the bundle {}", bundle.display()))?;
@@ -130,9 +140,14 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     }
     let Some(out_dir) = &args.out else { bad_input!("give --out DIR") };
     let shard = args.shard.unwrap_or(Shard::WHOLE);
-    let files = serde_json::to_value(&engine.bundle().manifest().files)?;
+    let mut files = serde_json::to_value(&engine.bundle().manifest().files)?;
+    if let Some(bank) = &bank {
+        let checksums: Vec<String> = bank.files().map(|f| f.checksum()).collect();
+        files = serde_json::json!({ "bundle": files, "bank": checksums });
+    }
     let run = Run {
         bundle: &bundle,
+        bank: args.bank.as_deref(),
         out_dir,
         request_id: request_identity(files, target.slide()?, spots_asked(&target, &args, shard), &args.genes)?,
         shard,
@@ -147,9 +162,18 @@ pub fn run(args: PredictArgs, out: &Output) -> anyhow::Result<()> {
     run.write(out, &spots, &prediction)
 }
 
+/// Opens a reference bank given on the command line, with the indexes built beside its files.
+fn open_bank(path: &Path) -> anyhow::Result<Arc<ReferenceBank>> {
+    let mut bank = ReferenceBank::open(path)?;
+    spahgc_ann::attach_beside(&mut bank, None)?;
+    Ok(Arc::new(bank))
+}
+
 /// One run of a prediction into an output directory.
 pub(crate) struct Run<'a> {
     pub bundle: &'a Path,
+    /// The bank searched instead of the bundle's own, if any.
+    pub bank: Option<&'a Path>,
     pub out_dir: &'a Path,
     /// The SHA-256 of what was asked ([`request_identity`]).
     pub request_id: String,
@@ -180,7 +204,8 @@ impl Run<'_> {
             (Some(genes), false) => (0..genes.len()).collect(),
             (None, false) => most_variable(&prediction.expression, DEFAULT_HEATMAPS),
         };
-        let provenance = format!("bundle {}, slide {}", self.bundle.display(), spots.slide.display());
+        let bank = self.bank.map_or(String::new(), |bank| format!(", bank {}", bank.display()));
+        let provenance = format!("bundle {}{bank}, slide {}", self.bundle.display(), spots.slide.display());
         let mut heatmaps = Vec::new();
         let mut summary = serde_json::Value::Null;
         spahgc_core::write_dir_atomically(out_dir, |dir| -> anyhow::Result<()> {

@@ -135,6 +135,7 @@ fn predict(args: WasmPredictArgs, out: &Output) -> anyhow::Result<()> {
         "component": spahgc_slide::content_id(&component)?, "host_encoder": args.host_encoder,
     });
     let run = Run {
+        bank: None,
         bundle: &bundle,
         out_dir: &args.out,
         request_id: request_identity(files, &args.slide, asked, &args.genes)?,

@@ -32,6 +32,7 @@ use spahgc_encoder::{EncoderOptions, ExternalEncoder, LazyEncoder};
 use spahgc_model::{GraphInputs, SpaHgc};
 
 pub use grid::Region;
+pub use spahgc_bank::ReferenceBank;
 pub use spahgc_model::ModelError;
 pub use spahgc_slide::{BufferError, PixelBuffer, PixelFormat, SlideError};
 
@@ -89,6 +90,9 @@ pub struct EngineOptions {
     /// Runs the bundle's encoder outside the engine (a WebAssembly host's native runtime)
     /// instead of the backend `encoder` names.
     pub external_encoder: Option<Arc<dyn ExternalEncoder>>,
+    /// Retrieves from this reference bank (a bank file or shard list, with any index attached)
+    /// instead of the bundle's own; the bundle's model must accept it.
+    pub bank: Option<Arc<ReferenceBank>>,
 }
 
 impl Default for EngineOptions {
@@ -100,6 +104,7 @@ impl Default for EngineOptions {
             memory_spots: 16_384,
             max_spots: 50_000,
             external_encoder: None,
+            bank: None,
         }
     }
 }
@@ -322,7 +327,10 @@ pub struct Engine {
 impl Engine {
     /// Opens and verifies the bundle in `dir`; the encoder loads on first use.
     pub fn open(dir: &Path, options: EngineOptions) -> Result<Self, EngineError> {
-        let bundle = Bundle::open(dir)?;
+        let mut bundle = Bundle::open(dir)?;
+        if let Some(bank) = options.bank {
+            bundle = bundle.with_bank(bank)?;
+        }
         let encoder = match options.external_encoder {
             Some(external) => LazyEncoder::external(&bundle.encoder_dir(), external, options.encoder.batch_size)?,
             None => LazyEncoder::open(&bundle.encoder_dir(), options.encoder)?,

@@ -324,3 +324,59 @@ fn bad_requests_are_named_errors() {
         .predict_region(&wsi, &region(400.0, 400.0, 800.0, 800.0), &Request { cancel: Some(&cancel), ..ALL })
         .unwrap();
 }
+
+#[test]
+fn a_given_bank_replaces_the_bundles_own_and_may_be_sharded() {
+    use spahgc_bank::{BankSection, ReferenceBank, build_bank, build_bank_normalised_as, join_banks};
+    use std::sync::Arc;
+
+    let Some((dir, c3)) = bundle() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let open = |bank: &Path| {
+        Engine::open(
+            &dir,
+            EngineOptions { bank: Some(Arc::new(ReferenceBank::open(bank).unwrap())), ..options(Some(&cache)) },
+        )
+    };
+    let slide = c3.image.clone().unwrap();
+    let centres: Vec<(f64, f64)> = c3.centres().into_iter().take(60).collect();
+    let predict =
+        |engine: &Engine| engine.predict_spots(&slide, c3.microns_per_pixel, &centres, None, &ALL).unwrap().expression;
+    let own_bank = dir.join("bank.spb");
+    let own = predict(&Engine::open(&dir, options(Some(&cache))).unwrap());
+
+    // The bundle's own bank, given through a shard list of one file: the same predictions.
+    let list = tmp.path().join("own.banks");
+    join_banks(&list, std::slice::from_ref(&own_bank)).unwrap();
+    assert_eq!(max_diff(&predict(&open(&list).unwrap()), &own), 0.0);
+
+    // A second shard holding C3's own spots changes what C3's spots retrieve, and so their
+    // predictions; the engine reports the joined bank.
+    let reference = ReferenceBank::open(&own_bank).unwrap();
+    let encoder = spahgc_testbundle::cpu_encoder(&spahgc_testdata::default_encoder().unwrap());
+    let embeddings = spahgc_testbundle::embed(&encoder, &c3);
+    let c3_bank = tmp.path().join("c3.spb");
+    let inputs = [BankSection { section: &c3, embeddings: embeddings.view() }];
+    build_bank_normalised_as(&c3_bank, &inputs, &reference.meta().norm, &reference.meta().encoder_sha256).unwrap();
+    let joined = tmp.path().join("joined.banks");
+    join_banks(&joined, &[own_bank, c3_bank]).unwrap();
+    let engine = open(&joined).unwrap();
+    assert_eq!(engine.bundle().bank().len(), reference.len() + c3.spots.len());
+    let with_c3 = predict(&engine);
+    assert!(with_c3.iter().all(|v| v.is_finite()));
+    assert!(max_diff(&with_c3, &own) > 1e-3, "C3's own spots should change C3's predictions");
+
+    // A bank normalised apart from the model's is refused, naming it.
+    let fitted = tmp.path().join("fitted.spb");
+    build_bank(
+        &fitted,
+        &inputs,
+        &reference.meta().genes,
+        spahgc_core::Normalisation::MinMax,
+        &reference.meta().encoder_sha256,
+    )
+    .unwrap();
+    let err = open(&fitted).err().expect("a bank normalised apart").to_string();
+    assert!(err.contains("fitted.spb") && err.contains("normalisation"), "{err}");
+}

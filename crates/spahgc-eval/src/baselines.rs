@@ -40,11 +40,10 @@ impl MeanBaseline {
 /// Mean normalised expression of each query's `k` most similar bank spots (cosine similarity).
 pub fn knn_exemplar(bank: &ReferenceBank, queries: ArrayView2<f32>, k: usize) -> Result<Array2<f32>, EvalError> {
     let hits = bank.top_k(queries, k, None)?;
-    let expression = bank.expression();
-    let mut out = Array2::zeros((queries.nrows(), expression.ncols()));
+    let mut out = Array2::zeros((queries.nrows(), bank.meta().genes.len()));
     for (mut row, neighbours) in out.rows_mut().into_iter().zip(hits) {
         for hit in &neighbours {
-            row += &expression.row(hit.index);
+            row += &bank.expression(hit.index);
         }
         row /= neighbours.len().max(1) as f32;
     }
