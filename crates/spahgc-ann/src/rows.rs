@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use ndarray::{Array2, s};
+use ndarray::Array2;
 use spahgc_bank::BankFile;
 
 use crate::AnnError;
@@ -35,11 +35,11 @@ impl EmbeddingRows for BankFile {
     }
 
     fn row_into(&self, i: usize, out: &mut [f32]) {
-        out.copy_from_slice(self.embeddings().row(i).as_slice().expect("bank rows are contiguous"));
+        out.iter_mut().zip(self.embeddings().row_f32(i).iter()).for_each(|(o, v)| *o = *v);
     }
 
     fn block(&self, start: usize, end: usize) -> Array2<f32> {
-        self.embeddings().slice(s![start..end, ..]).to_owned()
+        self.embeddings().rows_f32(start..end).into_owned()
     }
 }
 

@@ -6,7 +6,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spahgc_ann::AnnParams;
-use spahgc_bank::{BankSection, ReferenceBank, build_bank, build_bank_normalised_as, join_banks};
+use spahgc_bank::{BankSection, EmbeddingPrecision, Normalise, ReferenceBank, build_bank, build_bank_with, join_banks};
 use spahgc_core::{CountMatrix, Normalisation, Section, Spot};
 
 const DIM: usize = 32;
@@ -31,7 +31,7 @@ fn section(name: &str, spots: usize, rng: &mut ChaCha8Rng, centres: &Array2<f32>
     (section, embeddings)
 }
 
-/// Two bank files of 1200 and 900 spots, normalised alike, in `dir`.
+/// Two bank files of 1200 (f32) and 900 spots (f16), normalised alike, in `dir`.
 fn two_banks(dir: &Path) -> [PathBuf; 2] {
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     let centres = Array2::from_shape_fn((20, DIM), |_| rng.random_range(-1.0f32..1.0));
@@ -47,8 +47,14 @@ fn two_banks(dir: &Path) -> [PathBuf; 2] {
         "e",
     )
     .unwrap();
-    build_bank_normalised_as(&paths[1], &[BankSection { section: &b, embeddings: eb.view() }], &first.norm, "e")
-        .unwrap();
+    build_bank_with(
+        &paths[1],
+        &[BankSection { section: &b, embeddings: eb.view() }],
+        Normalise::As(&first.norm),
+        EmbeddingPrecision::F16,
+        "e",
+    )
+    .unwrap();
     paths
 }
 

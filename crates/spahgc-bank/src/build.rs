@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
+use half::f16;
 use ndarray::{Array2, ArrayView2};
 use spahgc_core::{NormStats, Normalisation, Section, panel_expression};
 
-use crate::format::BankArrays;
-use crate::{BankError, BankFile, BankMeta, FORMAT_VERSION, SectionInfo};
+use crate::format::{BankArrays, as_bytes};
+use crate::{BankError, BankFile, BankMeta, EmbeddingPrecision, SectionInfo};
 
 /// One reference section and the embeddings of its spots (spots × embedding dimension, rows in
 /// the section's spot order).
@@ -15,10 +16,18 @@ pub struct BankSection<'a> {
     pub embeddings: ArrayView2<'a, f32>,
 }
 
-/// Builds a bank over `genes` from `sections` and writes it atomically to `path`.
-///
-/// Expression is normalised with statistics fitted on these sections only (they are the
-/// training data of any model that uses the bank). Returns the written metadata.
+/// Where a bank's normalisation statistics come from.
+pub enum Normalise<'a> {
+    /// Fitted on the bank's own sections (the training data of any model that uses the bank),
+    /// over `genes`.
+    Fit { method: Normalisation, genes: &'a [String] },
+    /// Another bank's statistics, over its genes: banks built apart this way can be searched
+    /// together as shards of one (see [`crate::join_banks`]).
+    As(&'a NormStats),
+}
+
+/// Builds a bank over `genes` from `sections`, statistics fitted on them and embeddings stored
+/// as f32, and writes it atomically to `path`. Returns the written metadata.
 pub fn build_bank(
     path: &Path,
     sections: &[BankSection],
@@ -26,22 +35,27 @@ pub fn build_bank(
     method: Normalisation,
     encoder_sha256: &str,
 ) -> Result<BankMeta, BankError> {
-    let expression = checked_expression(sections, genes)?;
-    let norm = NormStats::fit(method, genes, &expression)?;
-    write_bank(path, sections, expression, norm, encoder_sha256)
+    build_bank_with(path, sections, Normalise::Fit { method, genes }, EmbeddingPrecision::F32, encoder_sha256)
 }
 
-/// Builds a bank like [`build_bank`], over the genes of `norm` and normalised with it (another
-/// bank's statistics) instead of statistics fitted on `sections`: banks built apart this way can
-/// be searched together as shards of one (see [`crate::join_banks`]).
-pub fn build_bank_normalised_as(
+/// Builds a bank from `sections`, normalised as `normalise` says, embeddings stored at
+/// `precision`, and writes it atomically to `path`. Returns the written metadata.
+pub fn build_bank_with(
     path: &Path,
     sections: &[BankSection],
-    norm: &NormStats,
+    normalise: Normalise,
+    precision: EmbeddingPrecision,
     encoder_sha256: &str,
 ) -> Result<BankMeta, BankError> {
-    let expression = checked_expression(sections, &norm.genes)?;
-    write_bank(path, sections, expression, norm.clone(), encoder_sha256)
+    let (expression, norm) = match normalise {
+        Normalise::Fit { method, genes } => {
+            let expression = checked_expression(sections, genes)?;
+            let norm = NormStats::fit(method, genes, &expression)?;
+            (expression, norm)
+        }
+        Normalise::As(norm) => (checked_expression(sections, &norm.genes)?, norm.clone()),
+    };
+    write_bank(path, sections, expression, norm, precision, encoder_sha256)
 }
 
 /// Checks that the sections and their embeddings fit together, and returns each section's
@@ -85,24 +99,45 @@ fn write_bank(
     sections: &[BankSection],
     expression: Vec<Array2<f32>>,
     norm: NormStats,
+    precision: EmbeddingPrecision,
     encoder_sha256: &str,
 ) -> Result<BankMeta, BankError> {
     let dim = sections[0].embeddings.ncols();
-    let mut arrays = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut full, mut half) = (Vec::<f32>::new(), Vec::<f16>::new());
+    let (mut targets, mut centres, mut norms, mut section_of) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, (s, mut expr)) in sections.iter().zip(expression).enumerate() {
         norm.apply(&mut expr)?;
-        arrays.1.extend(expr.iter());
+        targets.extend(expr.iter());
         for (row, spot) in s.embeddings.rows().into_iter().zip(&s.section.spots) {
-            arrays.0.extend(row.iter());
-            arrays.2.extend([spot.x, spot.y]);
-            arrays.3.push(row.dot(&row).sqrt());
-            arrays.4.push(i as u32);
+            // The norm of the values as stored, so that similarities stay within [-1, 1].
+            let squares: f32 = match precision {
+                EmbeddingPrecision::F32 => {
+                    full.extend(row.iter());
+                    row.dot(&row)
+                }
+                EmbeddingPrecision::F16 => {
+                    let stored: Vec<f16> = row.iter().map(|&v| f16::from_f32(v)).collect();
+                    if stored.iter().any(|v| v.is_infinite()) {
+                        let name = &s.section.name;
+                        return Err(BankError::Input(format!(
+                            "section {name}: spot {} has embedding values beyond f16's range (±65504)",
+                            spot.id
+                        )));
+                    }
+                    half.extend(&stored);
+                    stored.iter().map(|v| v.to_f32() * v.to_f32()).sum()
+                }
+            };
+            centres.extend([spot.x, spot.y]);
+            norms.push(squares.sqrt());
+            section_of.push(i as u32);
         }
     }
     let meta = BankMeta {
-        format_version: FORMAT_VERSION,
+        format_version: precision.format_version(),
         encoder_sha256: encoder_sha256.into(),
         embedding_dim: dim,
+        embedding_precision: precision,
         genes: norm.genes.clone(),
         norm,
         sections: sections
@@ -113,19 +148,16 @@ fn write_bank(
                 image: s.section.image.clone(),
             })
             .collect(),
-        n_spots: arrays.4.len(),
+        n_spots: section_of.len(),
         arrays: Default::default(),
     };
-    let (embeddings, expression, centres, norms, section_of) = arrays;
+    let embeddings = match precision {
+        EmbeddingPrecision::F32 => as_bytes(&full),
+        EmbeddingPrecision::F16 => as_bytes(&half),
+    };
     BankFile::write(
         path,
         meta,
-        BankArrays {
-            embeddings: &embeddings,
-            expression: &expression,
-            centres: &centres,
-            norms: &norms,
-            sections: &section_of,
-        },
+        BankArrays { embeddings, expression: &targets, centres: &centres, norms: &norms, sections: &section_of },
     )
 }

@@ -2,9 +2,10 @@
 //! embeddings, and top-k cosine retrieval over them: exact, or through an attached approximate
 //! index for banks of millions of spots.
 //!
-//! A bank file (format below) opens memory-mapped on Unix: its arrays are used in place, never
-//! copied. Several bank files can be searched as one bank through a shard list. This crate knows nothing of images or ONNX and compiles to
-//! `wasm32-wasip2` (where the file is read into memory instead).
+//! A bank file (format in `format.rs`) opens memory-mapped on Unix: its arrays are used in place,
+//! never copied; embeddings are stored as f32 or f16. Several bank files are searched as one
+//! bank through a shard list (`shards.rs`). This crate knows nothing of images or ONNX and
+//! compiles to `wasm32-wasip2` (where the file is read into memory instead).
 
 mod build;
 mod distances;
@@ -13,10 +14,10 @@ mod format;
 mod retrieve;
 mod shards;
 
-pub use build::{BankSection, build_bank, build_bank_normalised_as};
+pub use build::{BankSection, Normalise, build_bank, build_bank_with};
 pub use distances::squared_distances;
 pub use error::BankError;
-pub use format::{BankFile, BankMeta, FORMAT_VERSION, SectionInfo};
+pub use format::{BankFile, BankMeta, EmbeddingPrecision, Embeddings, FORMAT_VERSION, SectionInfo};
 pub use retrieve::{APPROXIMATE_FROM_SPOTS, ApproximateIndex, Neighbour, best_k};
 pub use shards::{ReferenceBank, join_banks};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ndarray::{ArrayView2, Axis};
 
 use crate::shards::Shard;
-use crate::{BankError, ReferenceBank};
+use crate::{BankError, Embeddings, ReferenceBank};
 
 /// A retrieved reference spot.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,6 +27,10 @@ pub trait ApproximateIndex: Send + Sync {
     /// of them where the bank holds that many, best first by the index's estimate.
     fn candidates(&self, queries: ArrayView2<f32>, k: usize) -> Result<Vec<Vec<usize>>, BankError>;
 }
+
+/// Rows of f16 embeddings converted at a time by a scan (5 MB of f32 at 1280 dimensions; 16 in
+/// unit tests, so that their small banks are scanned in several slices).
+const F16_SCAN_ROWS: usize = if cfg!(test) { 16 } else { 1024 };
 
 /// Banks from this many spots on search an attached index; smaller ones are scanned exactly.
 pub const APPROXIMATE_FROM_SPOTS: usize = 100_000;
@@ -148,7 +152,10 @@ impl Shard {
             let scored: Vec<Neighbour> = rows
                 .into_iter()
                 .filter(|&i| i < self.file.len() && is_eligible(i))
-                .map(|i| Neighbour { index: i, similarity: embeddings.row(i).dot(&q) * q_inv * self.inverse_norm(i) })
+                .map(|i| Neighbour {
+                    index: i,
+                    similarity: embeddings.row_f32(i).dot(&q) * q_inv * self.inverse_norm(i),
+                })
                 .collect();
             results.push(match scored.len() >= wanted {
                 true => best_k(scored, k),
@@ -158,20 +165,32 @@ impl Shard {
         Ok(results)
     }
 
-    /// Top-k over every row of `eligible`.
+    /// Top-k over every row of `eligible` (in increasing order).
     fn scan(&self, queries: ArrayView2<f32>, k: usize, eligible: &[usize]) -> Vec<Vec<Neighbour>> {
+        let embeddings = self.file.embeddings();
+        // f32 rows are used in place, all at once; f16 rows are converted a slice at a time.
+        let chunk = match embeddings {
+            Embeddings::F32(_) => self.file.len().max(1),
+            Embeddings::F16(_) => F16_SCAN_ROWS,
+        };
         let mut results = Vec::with_capacity(queries.nrows());
         // Queries in blocks bound the scores matrix to a few MB whatever the batch size.
         for block in queries.axis_chunks_iter(Axis(0), 256) {
-            let dots = block.dot(&self.file.embeddings().t());
-            for (q, row) in block.rows().into_iter().zip(dots.rows()) {
-                let q_inv = inverse_norm(q.dot(&q).sqrt());
-                let scored = eligible
-                    .iter()
-                    .map(|&i| Neighbour { index: i, similarity: row[i] * q_inv * self.inverse_norm(i) })
-                    .collect();
-                results.push(best_k(scored, k));
+            let q_inv: Vec<f32> = block.rows().into_iter().map(|q| inverse_norm(q.dot(&q).sqrt())).collect();
+            let mut best: Vec<Vec<Neighbour>> = vec![Vec::new(); block.nrows()];
+            for start in (0..self.file.len()).step_by(chunk) {
+                let end = (start + chunk).min(self.file.len());
+                let rows = &eligible[eligible.partition_point(|&i| i < start)..eligible.partition_point(|&i| i < end)];
+                let dots = block.dot(&embeddings.rows_f32(start..end).t());
+                for ((found, row), q_inv) in best.iter_mut().zip(dots.rows()).zip(&q_inv) {
+                    let scored = rows
+                        .iter()
+                        .map(|&i| Neighbour { index: i, similarity: row[i - start] * q_inv * self.inverse_norm(i) });
+                    found.extend(scored);
+                    *found = best_k(std::mem::take(found), k);
+                }
             }
+            results.extend(best);
         }
         results
     }

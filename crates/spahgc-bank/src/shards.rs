@@ -17,7 +17,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ndarray::{Array2, ArrayView1};
+use ndarray::{Array2, ArrayView1, CowArray, Ix1};
 use serde::{Deserialize, Serialize};
 use spahgc_core::{Normalisation, write_atomically};
 
@@ -137,10 +137,11 @@ impl ReferenceBank {
         self.shards.iter().map(|s| &s.file)
     }
 
-    /// Embedding of spot `row`. Panics if `row` is not below [`ReferenceBank::len`].
-    pub fn embedding(&self, row: usize) -> ArrayView1<'_, f32> {
+    /// Embedding of spot `row` (converted to f32 if stored as f16). Panics if `row` is not
+    /// below [`ReferenceBank::len`].
+    pub fn embedding(&self, row: usize) -> CowArray<'_, f32, Ix1> {
         let (shard, local) = self.locate(row);
-        shard.file.embeddings().index_axis_move(ndarray::Axis(0), local)
+        shard.file.embeddings().row_f32(local)
     }
 
     /// Normalised expression of spot `row` over the bank's genes.
@@ -274,7 +275,7 @@ mod tests {
 
     use super::*;
     use crate::test_support::{random_bank, random_section};
-    use crate::{BankSection, build_bank, build_bank_normalised_as};
+    use crate::{BankSection, EmbeddingPrecision, Normalise, build_bank, build_bank_with};
 
     /// A bank of sections "C" (25 spots) and "D" (15 spots) normalised as `like`.
     fn second_bank(dir: &Path, like: &ReferenceBank) -> PathBuf {
@@ -283,7 +284,14 @@ mod tests {
         let inputs: Vec<BankSection> =
             parts.iter().map(|(s, e)| BankSection { section: s, embeddings: e.view() }).collect();
         let path = dir.join("second.spb");
-        build_bank_normalised_as(&path, &inputs, &like.meta().norm, &like.meta().encoder_sha256).unwrap();
+        build_bank_with(
+            &path,
+            &inputs,
+            Normalise::As(&like.meta().norm),
+            EmbeddingPrecision::F32,
+            &like.meta().encoder_sha256,
+        )
+        .unwrap();
         path
     }
 
@@ -354,7 +362,14 @@ mod tests {
             (
                 "encoder.spb",
                 &|p| {
-                    build_bank_normalised_as(p, &alone, &first.meta().norm, &"cd".repeat(32)).unwrap();
+                    build_bank_with(
+                        p,
+                        &alone,
+                        Normalise::As(&first.meta().norm),
+                        EmbeddingPrecision::F32,
+                        &"cd".repeat(32),
+                    )
+                    .unwrap();
                 },
                 "encoder sha256",
             ),
@@ -375,7 +390,8 @@ mod tests {
             (
                 "again.spb",
                 &|p| {
-                    build_bank_normalised_as(p, &inputs[1..], &first.meta().norm, &sha).unwrap();
+                    build_bank_with(p, &inputs[1..], Normalise::As(&first.meta().norm), EmbeddingPrecision::F32, &sha)
+                        .unwrap();
                 },
                 "section B is in both",
             ),

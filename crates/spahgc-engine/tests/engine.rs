@@ -327,7 +327,9 @@ fn bad_requests_are_named_errors() {
 
 #[test]
 fn a_given_bank_replaces_the_bundles_own_and_may_be_sharded() {
-    use spahgc_bank::{BankSection, ReferenceBank, build_bank, build_bank_normalised_as, join_banks};
+    use spahgc_bank::{
+        BankSection, EmbeddingPrecision, Normalise, ReferenceBank, build_bank, build_bank_with, join_banks,
+    };
     use std::sync::Arc;
 
     let Some((dir, c3)) = bundle() else { return };
@@ -351,14 +353,21 @@ fn a_given_bank_replaces_the_bundles_own_and_may_be_sharded() {
     join_banks(&list, std::slice::from_ref(&own_bank)).unwrap();
     assert_eq!(max_diff(&predict(&open(&list).unwrap()), &own), 0.0);
 
-    // A second shard holding C3's own spots changes what C3's spots retrieve, and so their
-    // predictions; the engine reports the joined bank.
+    // A second shard (stored as f16) holding C3's own spots changes what C3's spots retrieve,
+    // and so their predictions; the engine reports the joined bank.
     let reference = ReferenceBank::open(&own_bank).unwrap();
     let encoder = spahgc_testbundle::cpu_encoder(&spahgc_testdata::default_encoder().unwrap());
     let embeddings = spahgc_testbundle::embed(&encoder, &c3);
     let c3_bank = tmp.path().join("c3.spb");
     let inputs = [BankSection { section: &c3, embeddings: embeddings.view() }];
-    build_bank_normalised_as(&c3_bank, &inputs, &reference.meta().norm, &reference.meta().encoder_sha256).unwrap();
+    build_bank_with(
+        &c3_bank,
+        &inputs,
+        Normalise::As(&reference.meta().norm),
+        EmbeddingPrecision::F16,
+        &reference.meta().encoder_sha256,
+    )
+    .unwrap();
     let joined = tmp.path().join("joined.banks");
     join_banks(&joined, &[own_bank, c3_bank]).unwrap();
     let engine = open(&joined).unwrap();
