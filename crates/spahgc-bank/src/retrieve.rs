@@ -139,11 +139,16 @@ impl Shard {
     ) -> Result<Vec<Vec<Neighbour>>, BankError> {
         let section_of = self.file.section_of();
         let is_eligible = |i: usize| excluded != Some(section_of[i] as usize);
-        let eligible: Vec<usize> = (0..self.file.len()).filter(|&i| is_eligible(i)).collect();
+        // Listed only when some query scans the shard: with an index, that is rare, and the
+        // list is as long as the shard.
+        let eligible = std::cell::OnceCell::new();
+        let eligible = || eligible.get_or_init(|| (0..self.file.len()).filter(|&i| is_eligible(i)).collect::<Vec<_>>());
         let Some(attached) = self.index.as_ref().filter(|_| self.searches_index()) else {
-            return Ok(self.scan(queries, k, &eligible));
+            return Ok(self.scan(queries, k, eligible()));
         };
-        let wanted = k.min(eligible.len());
+        let sections = &self.file.meta().sections;
+        let excluded_spots = excluded.and_then(|s| sections.get(s)).map_or(0, |s| s.spot_ids.len());
+        let wanted = k.min(self.file.len() - excluded_spots);
         let candidates = attached.index.candidates(queries, k)?;
         let embeddings = self.file.embeddings();
         let mut results = Vec::with_capacity(queries.nrows());
@@ -159,7 +164,7 @@ impl Shard {
                 .collect();
             results.push(match scored.len() >= wanted {
                 true => best_k(scored, k),
-                false => self.scan(q.insert_axis(Axis(0)), k, &eligible).remove(0),
+                false => self.scan(q.insert_axis(Axis(0)), k, eligible()).remove(0),
             });
         }
         Ok(results)
