@@ -1,12 +1,14 @@
-//! Building a bank from reference sections and their embeddings.
+//! Building a bank from reference sections and their embeddings, a section at a time.
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use half::f16;
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use spahgc_core::{NormStats, Normalisation, Section, panel_expression};
 
-use crate::format::{BankArrays, as_bytes};
+use crate::format::as_bytes;
 use crate::{BankError, BankFile, BankMeta, EmbeddingPrecision, SectionInfo};
 
 /// One reference section and the embeddings of its spots (spots × embedding dimension, rows in
@@ -24,6 +26,20 @@ pub enum Normalise<'a> {
     /// Another bank's statistics, over its genes: banks built apart this way can be searched
     /// together as shards of one (see [`crate::join_banks`]).
     As(&'a NormStats),
+}
+
+impl Normalise<'_> {
+    /// The statistics of a bank of `sections`: fitted on them, or the ones given.
+    pub fn stats<'s>(&self, sections: impl IntoIterator<Item = &'s Section>) -> Result<NormStats, BankError> {
+        match self {
+            Normalise::Fit { method, genes } => {
+                let expression =
+                    sections.into_iter().map(|s| panel_expression(s, genes)).collect::<Result<Vec<_>, _>>()?;
+                Ok(NormStats::fit(*method, genes, &expression)?)
+            }
+            Normalise::As(norm) => Ok((*norm).clone()),
+        }
+    }
 }
 
 /// Builds a bank over `genes` from `sections`, statistics fitted on them and embeddings stored
@@ -47,117 +63,125 @@ pub fn build_bank_with(
     precision: EmbeddingPrecision,
     encoder_sha256: &str,
 ) -> Result<BankMeta, BankError> {
-    let (expression, norm) = match normalise {
-        Normalise::Fit { method, genes } => {
-            let expression = checked_expression(sections, genes)?;
-            let norm = NormStats::fit(method, genes, &expression)?;
-            (expression, norm)
-        }
-        Normalise::As(norm) => (checked_expression(sections, &norm.genes)?, norm.clone()),
-    };
-    write_bank(path, sections, expression, norm, precision, encoder_sha256)
+    let norm = normalise.stats(sections.iter().map(|s| s.section))?;
+    let mut writer = BankWriter::create(path, norm, precision, encoder_sha256)?;
+    sections.iter().try_for_each(|s| writer.push(s))?;
+    writer.finish()
 }
 
-/// Checks that the sections and their embeddings fit together, and returns each section's
-/// log-normalised expression over `genes`.
-fn checked_expression(sections: &[BankSection], genes: &[String]) -> Result<Vec<Array2<f32>>, BankError> {
-    let Some(first) = sections.first() else {
-        return Err(BankError::Input("a bank needs at least one reference section".into()));
-    };
-    let dim = first.embeddings.ncols();
-    let mut expression = Vec::with_capacity(sections.len());
-    for s in sections {
+/// Writes a bank a section at a time, holding no more than one section's arrays in memory: they
+/// are appended to unnamed temporary files beside the bank, which [`BankWriter::finish`] copies
+/// into the bank file, written atomically. Dropped unfinished, it leaves nothing behind.
+pub struct BankWriter {
+    path: PathBuf,
+    meta: BankMeta,
+    /// Embeddings, expression, centres, norms and section of each spot, as the file lays them out.
+    parts: [BufWriter<File>; 5],
+}
+
+impl BankWriter {
+    /// A writer of a bank at `path` over the genes of `norm`, normalised with it.
+    pub fn create(
+        path: &Path,
+        norm: NormStats,
+        precision: EmbeddingPrecision,
+        encoder_sha256: &str,
+    ) -> Result<Self, BankError> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let io = |source| BankError::Io { path: dir.into(), source };
+        let part = || tempfile::tempfile_in(dir).map(BufWriter::new).map_err(io);
+        let parts = [part()?, part()?, part()?, part()?, part()?];
+        let meta = BankMeta {
+            format_version: precision.format_version(),
+            encoder_sha256: encoder_sha256.into(),
+            embedding_dim: 0,
+            embedding_precision: precision,
+            genes: norm.genes.clone(),
+            norm,
+            sections: Vec::new(),
+            n_spots: 0,
+            arrays: Default::default(),
+        };
+        Ok(Self { path: path.into(), meta, parts })
+    }
+
+    /// Appends a section: its embeddings (as the bank stores them, with their norms), its
+    /// normalised expression and its spot centres.
+    pub fn push(&mut self, s: &BankSection) -> Result<(), BankError> {
         let name = &s.section.name;
-        if s.embeddings.nrows() != s.section.spots.len() {
+        let (rows, dim) = s.embeddings.dim();
+        if rows != s.section.spots.len() {
             return Err(BankError::Input(format!(
-                "section {name}: {} embeddings for {} spots",
-                s.embeddings.nrows(),
+                "section {name}: {rows} embeddings for {} spots",
                 s.section.spots.len()
             )));
         }
-        if s.embeddings.ncols() != dim {
+        if let Some(first) = self.meta.sections.first().filter(|_| dim != self.meta.embedding_dim) {
+            let (first, expected) = (&first.name, self.meta.embedding_dim);
             return Err(BankError::Input(format!(
-                "section {name}: embeddings have {} dimensions, section {} has {dim}",
-                s.embeddings.ncols(),
-                first.section.name
+                "section {name}: embeddings have {dim} dimensions, section {first} has {expected}"
             )));
         }
         if s.embeddings.iter().any(|v| !v.is_finite()) {
             return Err(BankError::Input(format!("section {name}: embeddings contain NaN or infinity")));
         }
-        if sections.iter().filter(|o| o.section.name == *name).count() > 1 {
+        if self.meta.sections.iter().any(|other| other.name == *name) {
             return Err(BankError::Input(format!("section {name} is given twice")));
         }
-        expression.push(panel_expression(s.section, genes)?);
-    }
-    Ok(expression)
-}
-
-/// Normalises each section's `expression` with `norm` and writes the bank.
-fn write_bank(
-    path: &Path,
-    sections: &[BankSection],
-    expression: Vec<Array2<f32>>,
-    norm: NormStats,
-    precision: EmbeddingPrecision,
-    encoder_sha256: &str,
-) -> Result<BankMeta, BankError> {
-    let dim = sections[0].embeddings.ncols();
-    let (mut full, mut half) = (Vec::<f32>::new(), Vec::<f16>::new());
-    let (mut targets, mut centres, mut norms, mut section_of) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, (s, mut expr)) in sections.iter().zip(expression).enumerate() {
-        norm.apply(&mut expr)?;
-        targets.extend(expr.iter());
-        for (row, spot) in s.embeddings.rows().into_iter().zip(&s.section.spots) {
+        let mut expression = panel_expression(s.section, &self.meta.norm.genes)?;
+        self.meta.norm.apply(&mut expression)?;
+        let mut bytes = Vec::with_capacity(rows * dim * 4);
+        let mut norms = Vec::with_capacity(rows);
+        for row in s.embeddings.rows() {
             // The norm of the values as stored, so that similarities stay within [-1, 1].
-            let squares: f32 = match precision {
+            let squares: f32 = match self.meta.embedding_precision {
                 EmbeddingPrecision::F32 => {
-                    full.extend(row.iter());
+                    bytes.extend(row.iter().flat_map(|v| v.to_le_bytes()));
                     row.dot(&row)
                 }
                 EmbeddingPrecision::F16 => {
                     let stored: Vec<f16> = row.iter().map(|&v| f16::from_f32(v)).collect();
                     if stored.iter().any(|v| v.is_infinite()) {
-                        let name = &s.section.name;
                         return Err(BankError::Input(format!(
-                            "section {name}: spot {} has embedding values beyond f16's range (±65504)",
-                            spot.id
+                            "section {name}: embedding values beyond f16's range (±65504)"
                         )));
                     }
-                    half.extend(&stored);
+                    bytes.extend(stored.iter().flat_map(|v| v.to_le_bytes()));
                     stored.iter().map(|v| v.to_f32() * v.to_f32()).sum()
                 }
             };
-            centres.extend([spot.x, spot.y]);
             norms.push(squares.sqrt());
-            section_of.push(i as u32);
         }
+        let centres: Vec<f64> = s.section.spots.iter().flat_map(|spot| [spot.x, spot.y]).collect();
+        let index = self.meta.sections.len() as u32;
+        let expression: Vec<f32> = expression.iter().copied().collect();
+        let path = self.path.clone();
+        let io = |source| BankError::Io { path: path.clone(), source };
+        self.parts[0].write_all(&bytes).map_err(io)?;
+        self.parts[1].write_all(as_bytes(&expression)).map_err(io)?;
+        self.parts[2].write_all(as_bytes(&centres)).map_err(io)?;
+        self.parts[3].write_all(as_bytes(&norms)).map_err(io)?;
+        self.parts[4].write_all(as_bytes(&vec![index; rows])).map_err(io)?;
+        self.meta.embedding_dim = dim;
+        self.meta.n_spots += rows;
+        self.meta.sections.push(SectionInfo {
+            name: name.clone(),
+            spot_ids: s.section.spots.iter().map(|p| p.id.clone()).collect(),
+            image: s.section.image.clone(),
+        });
+        Ok(())
     }
-    let meta = BankMeta {
-        format_version: precision.format_version(),
-        encoder_sha256: encoder_sha256.into(),
-        embedding_dim: dim,
-        embedding_precision: precision,
-        genes: norm.genes.clone(),
-        norm,
-        sections: sections
-            .iter()
-            .map(|s| SectionInfo {
-                name: s.section.name.clone(),
-                spot_ids: s.section.spots.iter().map(|p| p.id.clone()).collect(),
-                image: s.section.image.clone(),
-            })
-            .collect(),
-        n_spots: section_of.len(),
-        arrays: Default::default(),
-    };
-    let embeddings = match precision {
-        EmbeddingPrecision::F32 => as_bytes(&full),
-        EmbeddingPrecision::F16 => as_bytes(&half),
-    };
-    BankFile::write(
-        path,
-        meta,
-        BankArrays { embeddings, expression: &targets, centres: &centres, norms: &norms, sections: &section_of },
-    )
+
+    /// Writes the bank file atomically and returns its metadata.
+    pub fn finish(self) -> Result<BankMeta, BankError> {
+        if self.meta.sections.is_empty() {
+            return Err(BankError::Input("a bank needs at least one reference section".into()));
+        }
+        let io = |source| BankError::Io { path: self.path.clone(), source };
+        let mut files = Vec::with_capacity(5);
+        for part in self.parts {
+            files.push(part.into_inner().map_err(|e| io(e.into_error()))?);
+        }
+        BankFile::write(&self.path, self.meta, files.try_into().expect("five parts"))
+    }
 }

@@ -23,6 +23,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 
 use half::f16;
@@ -108,16 +110,6 @@ pub struct BankMeta {
     pub(crate) arrays: [Extent; 5],
 }
 
-/// The arrays of a bank in memory, as the builder hands them to [`BankFile::write`].
-pub(crate) struct BankArrays<'a> {
-    /// Stored as `BankMeta::embedding_precision` says, as bytes.
-    pub embeddings: &'a [u8],
-    pub expression: &'a [f32],
-    pub centres: &'a [f64],
-    pub norms: &'a [f32],
-    pub sections: &'a [u32],
-}
-
 /// Bytes of a bank file, memory-mapped where the platform allows.
 enum Storage {
     #[cfg(unix)]
@@ -151,25 +143,26 @@ pub struct BankFile {
 }
 
 impl BankFile {
-    /// Writes a bank file atomically: a reader never sees a partial bank under `path`.
-    /// Returns the metadata as written, array offsets filled in.
-    pub(crate) fn write(path: &Path, mut meta: BankMeta, arrays: BankArrays) -> Result<BankMeta, BankError> {
-        let parts: [&[u8]; 5] = [
-            arrays.embeddings,
-            as_bytes(arrays.expression),
-            as_bytes(arrays.centres),
-            as_bytes(arrays.norms),
-            as_bytes(arrays.sections),
-        ];
+    /// Writes a bank file atomically from its five arrays, each the whole content of a file
+    /// (embeddings, expression, centres, norms, sections): a reader never sees a partial bank
+    /// under `path`. The arrays are read twice, a block at a time (to hash, then to copy), never
+    /// whole. Returns the metadata as written, array offsets filled in.
+    pub(crate) fn write(path: &Path, mut meta: BankMeta, mut parts: [File; 5]) -> Result<BankMeta, BankError> {
+        let io = |source| BankError::Io { path: path.into(), source };
+        let mut lengths = [0usize; 5];
+        for (length, part) in lengths.iter_mut().zip(&parts) {
+            *length =
+                usize::try_from(part.metadata().map_err(io)?.len()).map_err(|e| BankError::Input(e.to_string()))?;
+        }
         // The metadata records the offsets, and the offsets depend on the metadata's length: lay
         // out, serialise, and repeat until the serialisation no longer changes.
         let mut json = Vec::new();
         let mut settled = false;
         for _ in 0..8 {
             let mut offset = align(HEADER_LEN + json.len());
-            for (extent, part) in meta.arrays.iter_mut().zip(parts) {
-                *extent = Extent { offset, bytes: part.len() };
-                offset = align(offset + part.len());
+            for (extent, &bytes) in meta.arrays.iter_mut().zip(&lengths) {
+                *extent = Extent { offset, bytes };
+                offset = align(offset + bytes);
             }
             let next = serde_json::to_vec(&meta).map_err(|e| BankError::Input(e.to_string()))?;
             settled = next == json;
@@ -182,17 +175,38 @@ impl BankFile {
             return Err(BankError::Input("bank metadata layout did not settle".into()));
         }
         // The file after the header: metadata, then each array after its alignment padding.
-        // Hashed and written piece by piece, so the arrays are never copied into one buffer.
         let zeros = [0u8; ALIGN];
-        let mut body: Vec<&[u8]> = vec![&json];
-        let mut end = HEADER_LEN + json.len();
-        for (extent, part) in meta.arrays.iter().zip(parts) {
-            body.push(&zeros[..extent.offset - end]);
-            body.push(part);
-            end = extent.offset + part.len();
-        }
+        let padding: Vec<usize> = (0..5)
+            .map(|i| {
+                let end = if i == 0 { HEADER_LEN + json.len() } else { meta.arrays[i - 1].offset + lengths[i - 1] };
+                meta.arrays[i].offset - end
+            })
+            .collect();
+        let body = |out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>, parts: &mut [File; 5]| {
+            out(&json)?;
+            let mut block = vec![0u8; 1 << 20];
+            for (part, &pad) in parts.iter_mut().zip(&padding) {
+                out(&zeros[..pad])?;
+                part.seek(SeekFrom::Start(0))?;
+                loop {
+                    let read = part.read(&mut block)?;
+                    if read == 0 {
+                        break;
+                    }
+                    out(&block[..read])?;
+                }
+            }
+            Ok(())
+        };
         let mut digest = Sha256::new();
-        body.iter().for_each(|piece| digest.update(piece));
+        body(
+            &mut |piece| {
+                digest.update(piece);
+                Ok(())
+            },
+            &mut parts,
+        )
+        .map_err(io)?;
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&meta.format_version.to_le_bytes());
@@ -202,9 +216,9 @@ impl BankFile {
         header.resize(HEADER_LEN, 0);
         write_atomically(path, |out| {
             out.write_all(&header)?;
-            body.iter().try_for_each(|piece| out.write_all(piece))
+            body(&mut |piece| out.write_all(piece), &mut parts)
         })
-        .map_err(|source| BankError::Io { path: path.into(), source })?;
+        .map_err(io)?;
         Ok(meta)
     }
 
@@ -586,5 +600,6 @@ mod tests {
         let one = [BankSection { section: &a, embeddings: ea.view() }];
         assert!(build_bank(&path, &one, &alien, Default::default(), "x").unwrap_err().to_string().contains("lacks 2"));
         assert!(!path.exists(), "a refused build writes nothing");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nor leaves a temporary file");
     }
 }

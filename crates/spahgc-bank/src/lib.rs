@@ -14,7 +14,7 @@ mod format;
 mod retrieve;
 mod shards;
 
-pub use build::{BankSection, Normalise, build_bank, build_bank_with};
+pub use build::{BankSection, BankWriter, Normalise, build_bank, build_bank_with};
 pub use distances::squared_distances;
 pub use error::BankError;
 pub use format::{BankFile, BankMeta, EmbeddingPrecision, Embeddings, FORMAT_VERSION, SectionInfo};

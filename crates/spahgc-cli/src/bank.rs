@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use spahgc_ann::AnnParams;
-use spahgc_bank::{EmbeddingPrecision, Normalise, ReferenceBank, build_bank_with, join_banks};
+use spahgc_bank::{BankMeta, BankSection, BankWriter, EmbeddingPrecision, Normalise, ReferenceBank, join_banks};
 use spahgc_core::{GenePanel, Normalisation};
 
-use crate::embed::{CacheArgs, EmbeddedSections, EncoderArgs, SectionsArgs};
+use crate::embed::{CacheArgs, EncoderArgs, SectionEmbedder, SectionsArgs};
 use crate::output::Output;
 
 #[derive(Subcommand)]
@@ -193,10 +193,19 @@ fn build(args: BuildArgs, out: &Output) -> anyhow::Result<()> {
         Some(like) => Normalise::As(&like.meta().norm),
         None => Normalise::Fit { method: args.genes.normalisation.into(), genes: &panel },
     };
-    let data = EmbeddedSections::load(&args.sections, &args.encoder, &args.cache, out)?;
-    let inputs = data.views();
-    let meta = build_bank_with(&args.out, &inputs, normalise, args.precision.into(), &data.encoder_sha256)
-        .with_context(|| format!("building {}", args.out.display()))?;
+    // A section at a time, so that the embeddings of many sections are never in memory at once.
+    let sections = args.sections.load()?;
+    let norm = normalise.stats(&sections)?;
+    let embedder = SectionEmbedder::open(&args.encoder, &args.cache)?;
+    let write = || -> anyhow::Result<BankMeta> {
+        let mut writer = BankWriter::create(&args.out, norm, args.precision.into(), &embedder.encoder_sha256())?;
+        for section in &sections {
+            let embeddings = embedder.embed(section, out)?;
+            writer.push(&BankSection { section, embeddings: embeddings.view() })?;
+        }
+        Ok(writer.finish()?)
+    };
+    let meta = write().with_context(|| format!("building {}", args.out.display()))?;
     let index = match args.index.params() {
         Some(params) => {
             let bank = ReferenceBank::open(&args.out)?;

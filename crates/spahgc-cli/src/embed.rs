@@ -130,6 +130,30 @@ impl SectionsArgs {
     }
 }
 
+/// Embeds sections one at a time, through the cache, with the encoder the arguments name.
+pub struct SectionEmbedder {
+    encoder: LazyEncoder,
+    cache: Option<EmbeddingCache>,
+    precision: Precision,
+}
+
+impl SectionEmbedder {
+    pub fn open(encoder: &EncoderArgs, cache: &CacheArgs) -> anyhow::Result<Self> {
+        Ok(Self { encoder: encoder.open()?, cache: cache.open()?, precision: cache.precision() })
+    }
+
+    /// SHA-256 of the encoder's ONNX file.
+    pub fn encoder_sha256(&self) -> String {
+        self.encoder.manifest().onnx_sha256.clone()
+    }
+
+    /// The embeddings of `section`'s spots, spots × dimensions.
+    pub fn embed(&self, section: &Section, out: &Output) -> anyhow::Result<Array2<f32>> {
+        let embedder = SpotEmbedder { encoder: &self.encoder, cache: self.cache.as_ref(), precision: self.precision };
+        Ok(embed_section(section, &embedder, out)?.embeddings)
+    }
+}
+
 /// Sections with the embeddings of their spots.
 pub struct EmbeddedSections {
     pub sections: Vec<Section>,
@@ -148,14 +172,9 @@ impl EmbeddedSections {
         out: &Output,
     ) -> anyhow::Result<Self> {
         let sections = sections.load()?;
-        let lazy = encoder.open()?;
-        let store = cache.open()?;
-        let embedder = SpotEmbedder { encoder: &lazy, cache: store.as_ref(), precision: cache.precision() };
-        let embeddings = sections
-            .iter()
-            .map(|s| embed_section(s, &embedder, out).map(|e| e.embeddings))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { sections, embeddings, encoder_sha256: lazy.manifest().onnx_sha256.clone() })
+        let embedder = SectionEmbedder::open(encoder, cache)?;
+        let embeddings = sections.iter().map(|s| embedder.embed(s, out)).collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { sections, embeddings, encoder_sha256: embedder.encoder_sha256() })
     }
 
     /// Each section with a view of its embeddings.
