@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
-use spahgc_bank::{Neighbour, best_k};
+use spahgc_bank::{Neighbour, best_k, inverse_norm};
 
 use crate::EmbeddingRows;
 
@@ -13,20 +13,21 @@ const BLOCK_ROWS: usize = 8192;
 /// The `k` rows most similar by cosine to each query, best first (ties: lower row first).
 pub fn exact_top_k(rows: &dyn EmbeddingRows, queries: ArrayView2<f32>, k: usize) -> Vec<Vec<Neighbour>> {
     let n = rows.shape().0;
-    let query_norms: Vec<f32> = queries.rows().into_iter().map(|q| q.dot(&q).sqrt()).collect();
+    let query_inverse: Vec<f32> = queries.rows().into_iter().map(|q| inverse_norm(q.dot(&q).sqrt())).collect();
     let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
     let empty = || vec![Vec::new(); queries.nrows()];
     starts
         .par_iter()
         .fold(empty, |mut best: Vec<Vec<Neighbour>>, &start| {
             let block = rows.block(start, (start + BLOCK_ROWS).min(n));
-            let norms: Vec<f32> = block.rows().into_iter().map(|r| r.dot(&r).sqrt()).collect();
+            let inverse: Vec<f32> = block.rows().into_iter().map(|r| inverse_norm(r.dot(&r).sqrt())).collect();
             let dots = queries.dot(&block.t());
-            for ((kept, scores), &qn) in best.iter_mut().zip(dots.axis_iter(Axis(0))).zip(&query_norms) {
-                let scored = scores.iter().zip(&norms).enumerate().map(|(i, (&dot, &rn))| Neighbour {
-                    index: start + i,
-                    similarity: if qn > 0.0 && rn > 0.0 { dot / (qn * rn) } else { 0.0 },
-                });
+            for ((kept, scores), &q_inv) in best.iter_mut().zip(dots.axis_iter(Axis(0))).zip(&query_inverse) {
+                let scored = scores
+                    .iter()
+                    .zip(&inverse)
+                    .enumerate()
+                    .map(|(i, (&dot, &r_inv))| Neighbour { index: start + i, similarity: dot * q_inv * r_inv });
                 kept.extend(scored);
                 *kept = best_k(std::mem::take(kept), k);
             }

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use spahgc_bank::{ApproximateIndex, BankError, Neighbour, best_k};
+use spahgc_bank::{ApproximateIndex, BankError, Neighbour, best_k, inverse_norm};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::projection::Projection;
@@ -246,14 +246,13 @@ impl AnnIndex {
         Ok(ranked
             .into_par_iter()
             .map(|(q, found)| {
-                let q_norm = q.dot(&q).sqrt();
+                let q_inv = inverse_norm(q.dot(&q).sqrt());
                 let mut row = Array1::zeros(self.meta.dim);
                 let scored = found
                     .into_iter()
                     .map(|i| {
                         rows.row_into(i, row.as_slice_mut().expect("a fresh array is contiguous"));
-                        let norm = row.dot(&row).sqrt();
-                        let similarity = if norm > 0.0 && q_norm > 0.0 { row.dot(&q) / (norm * q_norm) } else { 0.0 };
+                        let similarity = row.dot(&q) * q_inv * inverse_norm(row.dot(&row).sqrt());
                         Neighbour { index: i, similarity }
                     })
                     .collect();

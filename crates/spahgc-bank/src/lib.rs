@@ -18,7 +18,7 @@ pub use build::{BankSection, BankWriter, Normalise, build_bank, build_bank_with}
 pub use distances::squared_distances;
 pub use error::BankError;
 pub use format::{BankFile, BankMeta, EmbeddingPrecision, Embeddings, FORMAT_VERSION, SectionInfo};
-pub use retrieve::{APPROXIMATE_FROM_SPOTS, ApproximateIndex, Neighbour, best_k};
+pub use retrieve::{APPROXIMATE_FROM_SPOTS, ApproximateIndex, Neighbour, best_k, inverse_norm};
 pub use shards::{ReferenceBank, join_banks};
 
 #[cfg(test)]

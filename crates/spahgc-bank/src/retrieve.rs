@@ -206,8 +206,9 @@ impl Shard {
 }
 
 /// 1 / `norm`, or 0 for a zero vector (similar to nothing); norms below the smallest normal
-/// `f32` count as zero, since their inverse is infinite.
-fn inverse_norm(norm: f32) -> f32 {
+/// `f32` count as zero, since their inverse is infinite. A cosine similarity is the dot product
+/// times both vectors' inverse norms.
+pub fn inverse_norm(norm: f32) -> f32 {
     if norm >= f32::MIN_POSITIVE { 1.0 / norm } else { 0.0 }
 }
 
