@@ -170,6 +170,10 @@ impl Slide for BufferSlide {
         None
     }
 
+    fn reads_are_copies(&self) -> bool {
+        true
+    }
+
     fn level_downsamples(&self) -> Vec<f64> {
         vec![1.0]
     }

@@ -1,22 +1,32 @@
 //! Plain images (JPEG, PNG, TIFF) held in memory as one level.
 
-use std::path::{Path, PathBuf};
-
 use std::io::Cursor;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, ImageReader};
 
-use crate::{RgbImage, Slide, SlideError};
+use crate::restart_jpeg::BandedJpeg;
+use crate::{Rect, RgbImage, Slide, SlideError};
 
-/// A plain image decoded once into memory (her2st H&E JPEGs, PNG crops, strip TIFFs).
+/// A plain image in memory (her2st H&E JPEGs, PNG crops, strip TIFFs).
 #[derive(Debug)]
 pub struct ImageSlide {
     path: PathBuf,
-    pixels: RgbImage,
+    pixels: Pixels,
+}
+
+/// An image decoded at open, or a JPEG decoded band by band as reads reach it.
+#[derive(Debug)]
+enum Pixels {
+    Decoded(RgbImage),
+    Banded(BandedJpeg),
 }
 
 impl ImageSlide {
-    /// Decodes the whole image; a truncated or corrupt file is an error, not a grey patch.
+    /// Opens an image: a JPEG with a restart marker on every row of blocks is indexed and its
+    /// rows decoded when first read; anything else is decoded whole. A truncated or corrupt file
+    /// is an error (at open, or at the read of a damaged band), not a grey patch.
     pub fn open(path: &Path) -> Result<Self, SlideError> {
         let open_err = |reason: String| SlideError::Open { path: path.into(), reason };
         let bytes = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
@@ -33,15 +43,25 @@ impl ImageSlide {
             Some(ImageFormat::Jpeg) if !has_jpeg_end_marker(&bytes) => {
                 return Err(open_err(format!("truncated JPEG: {} bytes and no end-of-image marker", bytes.len())));
             }
+            Some(ImageFormat::Jpeg) => {
+                let bytes = match BandedJpeg::new(path, bytes) {
+                    Ok(banded) => return Ok(Self { path: path.into(), pixels: Pixels::Banded(banded) }),
+                    Err(bytes) => bytes,
+                };
+                let pixels = image::load_from_memory_with_format(&bytes, ImageFormat::Jpeg)
+                    .map_err(|e| open_err(e.to_string()))?
+                    .into_rgb8();
+                return Ok(Self::from_pixels(path.into(), pixels));
+            }
             Some(_) => {}
         }
         let pixels = reader.decode().map_err(|e| open_err(e.to_string()))?.into_rgb8();
-        Ok(Self { path: path.into(), pixels })
+        Ok(Self::from_pixels(path.into(), pixels))
     }
 
     /// Wraps pixels the caller already holds.
     pub fn from_pixels(path: PathBuf, pixels: RgbImage) -> Self {
-        Self { path, pixels }
+        Self { path, pixels: Pixels::Decoded(pixels) }
     }
 }
 
@@ -57,11 +77,19 @@ impl Slide for ImageSlide {
     }
 
     fn dimensions(&self) -> (u64, u64) {
-        (u64::from(self.pixels.width()), u64::from(self.pixels.height()))
+        let (w, h) = match &self.pixels {
+            Pixels::Decoded(image) => image.dimensions(),
+            Pixels::Banded(jpeg) => jpeg.dimensions(),
+        };
+        (u64::from(w), u64::from(h))
     }
 
     fn microns_per_pixel(&self) -> Option<f64> {
         None
+    }
+
+    fn reads_are_copies(&self) -> bool {
+        true
     }
 
     fn level_downsamples(&self) -> Vec<f64> {
@@ -76,6 +104,24 @@ impl Slide for ImageSlide {
                 self.path.display()
             )));
         }
-        Ok(image::imageops::crop_imm(&self.pixels, x as u32, y as u32, width, height).to_image())
+        match &self.pixels {
+            Pixels::Decoded(image) => {
+                Ok(image::imageops::crop_imm(image, x as u32, y as u32, width, height).to_image())
+            }
+            Pixels::Banded(jpeg) => jpeg.read(x as u32, y as u32, width, height),
+        }
+    }
+
+    fn prefetch(&self, rects: &[Rect]) -> Result<(), SlideError> {
+        let Pixels::Banded(jpeg) = &self.pixels else { return Ok(()) };
+        let height = jpeg.dimensions().1;
+        let rows: Vec<Range<u32>> = rects
+            .iter()
+            .map(|r| {
+                let row = |y: i64| y.clamp(0, i64::from(height)) as u32;
+                row(r.y)..row(r.y.saturating_add(r.height as i64))
+            })
+            .collect();
+        jpeg.decode_rows(&rows)
     }
 }

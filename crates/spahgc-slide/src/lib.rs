@@ -1,7 +1,8 @@
 //! Slides and the square patches cut from them around spot centres.
 //!
 //! A [`Slide`] is a level-0 pixel plane, possibly with a pyramid of downsampled levels. Plain
-//! images (JPEG, PNG, TIFF) are decoded once into memory; whole-slide images go through OpenSlide
+//! images (JPEG, PNG, TIFF) are held in memory (JPEGs with restart markers on block rows decoded
+//! band by band as they are read, others at open); whole-slide images go through OpenSlide
 //! (feature `openslide`, on by default) and are read region by region, never a whole level.
 //! [`PatchGeometry`] turns a spot centre into the patch an encoder sees.
 
@@ -13,6 +14,7 @@ mod image_slide;
 mod openslide_slide;
 mod patch;
 mod region;
+mod restart_jpeg;
 mod tissue;
 
 use std::path::Path;
@@ -43,6 +45,17 @@ pub trait Slide: Send + Sync {
     /// Reads `width` × `height` pixels of `level` whose top-left corner is at level-0 pixel
     /// (`x`, `y`). The caller keeps the request inside the slide; [`read_region`] does that.
     fn read_level(&self, level: usize, x: u64, y: u64, width: u32, height: u32) -> Result<RgbImage, SlideError>;
+    /// Whether a read costs no more than copying its pixels (an image held in memory): then
+    /// reading many patches in one block saves nothing.
+    fn reads_are_copies(&self) -> bool {
+        false
+    }
+    /// Says that these level-0 rectangles (possibly past the edges) are about to be read, so a
+    /// slide that decodes lazily can decode them now, all at once and on several threads.
+    fn prefetch(&self, rects: &[Rect]) -> Result<(), SlideError> {
+        let _ = rects;
+        Ok(())
+    }
 }
 
 /// Opens a slide, choosing the reader by what the file is.

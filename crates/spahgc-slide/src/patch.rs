@@ -71,12 +71,16 @@ struct BlockSlide<'a> {
 
 impl<'a> BlockSlide<'a> {
     /// Reads the bounding box of `rects` (clipped to the slide) when the patches come from level
-    /// 0 and the box is at most four times their total area; `None` when that does not pay.
+    /// 0, the slide is not held in memory anyway, and the box is at most four times their total
+    /// area; `None` when that does not pay.
     fn around(slide: &'a dyn Slide, rects: &[Rect], size_px: u32) -> Result<Option<Self>, SlideError> {
         let Some(first) = rects.first() else { return Ok(None) };
         let downsamples = slide.level_downsamples();
         let wanted = first.width as f64 / f64::from(size_px);
-        if rects.len() < 2 || downsamples.get(1).is_some_and(|&ds| ds <= wanted * (1.0 + 1e-6)) {
+        if rects.len() < 2
+            || slide.reads_are_copies()
+            || downsamples.get(1).is_some_and(|&ds| ds <= wanted * (1.0 + 1e-6))
+        {
             return Ok(None);
         }
         let (w, h) = slide.dimensions();
