@@ -9,11 +9,11 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use ndarray::{Array2, Array4, Axis};
 use spahgc_cache::{CacheKey, EmbeddingCache, Precision};
-use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, to_tensor};
+use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, to_tensor_in};
 use spahgc_slide::{PatchGeometry, Slide, SlideError, content_id};
 
 /// Version of patch cutting and pixel normalisation; part of every cache key, so bumping it
@@ -174,13 +174,22 @@ impl SpotEmbedder<'_> {
         let geometry = geometry(manifest);
         let batch = encoder.batch_size();
         let mut rows = Vec::with_capacity(centres.len() * manifest.embedding_dim);
+        // A lazily decoded slide decodes every patch's pixels now, on all cores, rather than
+        // batch by batch on the cutting thread while the encoder wants those cores.
+        let rects = centres.iter().map(|&(x, y)| geometry.rect_around(x, y, mpp)).collect::<Result<Vec<_>, _>>()?;
+        slide.prefetch(&rects)?;
+        // Tensors go back to the cutting thread once encoded, to be filled again.
+        let spare = Mutex::new(Vec::<Vec<f32>>::new());
+        let spare_buffer = || spare.lock().unwrap_or_else(|p| p.into_inner());
         let cut = |chunk: &[(f64, f64)]| -> Result<Array4<f32>, EmbedError> {
-            Ok(to_tensor(&geometry.extract_many(slide, mpp, chunk)?, manifest)?)
+            let buffer = spare_buffer().pop().unwrap_or_default();
+            Ok(to_tensor_in(&geometry.extract_many(slide, mpp, chunk)?, manifest, buffer)?)
         };
         let mut done = 0;
         let mut encode = |tensor: Array4<f32>| -> Result<(), EmbedError> {
             rows.extend(encoder.run(tensor.view())?.embedding.iter());
             done += tensor.dim().0;
+            spare_buffer().push(tensor.into_raw_vec_and_offset().0);
             match progress(done, centres.len()) {
                 ControlFlow::Break(()) => Err(EmbedError::Cancelled),
                 ControlFlow::Continue(()) => Ok(()),

@@ -7,8 +7,21 @@ use crate::{ChannelOrder, EncoderError, EncoderManifest};
 
 /// Stacks `patches` into an `N × 3 × size × size` tensor normalised as the manifest says.
 pub fn to_tensor(patches: &[RgbImage], manifest: &EncoderManifest) -> Result<Array4<f32>, EncoderError> {
+    to_tensor_in(patches, manifest, Vec::new())
+}
+
+/// [`to_tensor`] into the memory of `buffer` (a tensor's values returned for reuse): batch after
+/// batch, the same pages instead of fresh ones that the kernel must zero at first touch.
+pub fn to_tensor_in(
+    patches: &[RgbImage],
+    manifest: &EncoderManifest,
+    mut buffer: Vec<f32>,
+) -> Result<Array4<f32>, EncoderError> {
     let size = manifest.input_size;
-    let mut out = Array4::zeros((patches.len(), 3, size as usize, size as usize));
+    let shape = (patches.len(), 3, size as usize, size as usize);
+    buffer.clear();
+    buffer.resize(shape.0 * shape.1 * shape.2 * shape.3, 0.0);
+    let mut out = Array4::from_shape_vec(shape, buffer).expect("the buffer is sized for the shape");
     let order = match manifest.channel_order {
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],

@@ -28,7 +28,7 @@ pub struct EncoderBenchArgs {
     #[arg(long)]
     mpp: Option<f64>,
     /// Timed rounds of each measurement (alternating, best kept).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     #[command(flatten)]
     encoder: EncoderArgs,
