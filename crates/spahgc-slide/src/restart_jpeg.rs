@@ -341,15 +341,22 @@ mod tests {
         assert!(RestartIndex::new(&[0xFF, 0xD8, 0xFF]).is_none());
     }
 
+    /// The H&E image of her2st section C5 and its bytes, when the shared data is there.
+    fn her2st_image() -> Option<(PathBuf, Vec<u8>)> {
+        let Some(her2st) = spahgc_testdata::shared("her2st") else {
+            spahgc_testdata::missing("her2st");
+            return None;
+        };
+        let path = her2st.join("ST-imgs/C5.jpg");
+        let bytes = std::fs::read(&path).unwrap();
+        Some((path, bytes))
+    }
+
     /// Every band decoded on its own equals the same rows of a whole decode (her2st images have
     /// one restart interval per MCU row).
     #[test]
     fn bands_decode_to_the_pixels_of_a_whole_decode() {
-        let Some(her2st) = spahgc_testdata::shared("her2st") else {
-            return spahgc_testdata::missing("her2st");
-        };
-        let path = her2st.join("ST-imgs/C5.jpg");
-        let bytes = std::fs::read(&path).unwrap();
+        let Some((path, bytes)) = her2st_image() else { return };
         let whole = image::load_from_memory(&bytes).unwrap().into_rgb8();
         let jpeg = BandedJpeg::new(&path, bytes.clone()).expect("her2st images restart on every MCU row");
         assert_eq!(jpeg.dimensions(), whole.dimensions());
@@ -372,11 +379,7 @@ mod tests {
 
     #[test]
     fn a_damaged_scan_is_not_indexed() {
-        let Some(her2st) = spahgc_testdata::shared("her2st") else {
-            return spahgc_testdata::missing("her2st");
-        };
-        let path = her2st.join("ST-imgs/C5.jpg");
-        let bytes = std::fs::read(&path).unwrap();
+        let Some((path, bytes)) = her2st_image() else { return };
         let index = RestartIndex::new(&bytes).unwrap();
         // A restart marker out of sequence: the file is decoded whole instead.
         let mut swapped = bytes.clone();
