@@ -54,6 +54,40 @@ def visium_seeds(data: Path, out: Path) -> None:
     put(out, "visium_outs", "header-no-scale", SEPARATOR.join([header + files[0], ""] + files[2:]))
 
 
+def image_seeds(data: Path, out: Path) -> None:
+    """The first three block rows of a her2st image as a JPEG of their own, restart markers on
+    every row as in the whole image (its APP segments left out), and the same without its
+    restart-interval segment (so decoded whole)."""
+    raw = (data / "her2st" / "ST-imgs" / "C5.jpg").read_bytes()
+    header, at, height_at, rows = bytearray(b"\xff\xd8"), 2, None, 3
+    while True:
+        marker, length = raw[at + 1], int.from_bytes(raw[at + 2 : at + 4], "big")
+        segment = raw[at : at + 2 + length]
+        if marker in (0xC0, 0xC1):
+            height_at = len(header) + 5
+        if not 0xE0 <= marker <= 0xEF:
+            header += segment
+        at += 2 + length
+        if marker == 0xDA:
+            break
+    frame = header[height_at - 5 :]
+    sampling = [frame[11 + 3 * c] for c in range(frame[9])]
+    block_rows = 8 * max(s & 15 for s in sampling)
+    header[height_at : height_at + 2] = (rows * block_rows).to_bytes(2, "big")
+    end, found = at, 0
+    while found < rows:
+        end = raw.index(b"\xff", end)
+        if 0xD0 <= raw[end + 1] <= 0xD7 or raw[end + 1] == 0xD9:
+            found += 1
+        end += 2
+    scan = raw[at : end - 2] + b"\xff\xd9"
+    folder = out / "image_slide"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "banded").write_bytes(bytes(header) + scan)
+    dri = header.index(b"\xff\xdd")
+    (folder / "no-restart-segment").write_bytes(bytes(header[:dri] + header[dri + 6 :]) + scan)
+
+
 STRUCTURED = ["bank_file", "cache_entry", "engine_pixels", "engine_region", "capi_pixels", "component_pixels"]
 
 
@@ -82,6 +116,7 @@ def main() -> None:
     if data.is_dir():
         her2st_seeds(data, out)
         visium_seeds(data, out)
+        image_seeds(data, out)
 
 
 if __name__ == "__main__":
