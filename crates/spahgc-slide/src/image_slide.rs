@@ -29,34 +29,27 @@ impl ImageSlide {
     /// is an error (at open, or at the read of a damaged band), not a grey patch.
     pub fn open(path: &Path) -> Result<Self, SlideError> {
         let open_err = |reason: String| SlideError::Open { path: path.into(), reason };
-        let bytes = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
-        let reader =
-            ImageReader::new(Cursor::new(&bytes)).with_guessed_format().map_err(|e| open_err(e.to_string()))?;
-        match reader.format() {
-            None => {
-                return Err(open_err(
-                    "not an image format spahgc reads (JPEG, PNG, TIFF) nor a whole-slide image".into(),
-                ));
-            }
+        let mut bytes = std::fs::read(path).map_err(|e| open_err(e.to_string()))?;
+        let format = ImageReader::new(Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| open_err(e.to_string()))?
+            .format()
+            .ok_or_else(|| {
+                open_err("not an image format spahgc reads (JPEG, PNG, TIFF) nor a whole-slide image".into())
+            })?;
+        if format == ImageFormat::Jpeg {
             // The JPEG decoder fills a truncated scan with grey instead of failing, so check the
             // end-of-image marker: it cannot occur inside entropy-coded data (0xFF is stuffed there).
-            Some(ImageFormat::Jpeg) if !has_jpeg_end_marker(&bytes) => {
+            if !has_jpeg_end_marker(&bytes) {
                 return Err(open_err(format!("truncated JPEG: {} bytes and no end-of-image marker", bytes.len())));
             }
-            Some(ImageFormat::Jpeg) => {
-                let bytes = match BandedJpeg::new(path, bytes) {
-                    Ok(banded) => return Ok(Self { path: path.into(), pixels: Pixels::Banded(banded) }),
-                    Err(bytes) => bytes,
-                };
-                let pixels = image::load_from_memory_with_format(&bytes, ImageFormat::Jpeg)
-                    .map_err(|e| open_err(e.to_string()))?
-                    .into_rgb8();
-                return Ok(Self::from_pixels(path.into(), pixels));
-            }
-            Some(_) => {}
+            bytes = match BandedJpeg::new(path, bytes) {
+                Ok(banded) => return Ok(Self { path: path.into(), pixels: Pixels::Banded(banded) }),
+                Err(bytes) => bytes,
+            };
         }
-        let pixels = reader.decode().map_err(|e| open_err(e.to_string()))?.into_rgb8();
-        Ok(Self::from_pixels(path.into(), pixels))
+        let pixels = image::load_from_memory_with_format(&bytes, format).map_err(|e| open_err(e.to_string()))?;
+        Ok(Self::from_pixels(path.into(), pixels.into_rgb8()))
     }
 
     /// Wraps pixels the caller already holds.

@@ -239,7 +239,8 @@ impl BandedJpeg {
             return Ok(());
         }
         let _decoding = self.decoding.lock().unwrap_or_else(|p| p.into_inner());
-        let runs = split_runs(&missing(), thread_count());
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let runs = split_runs(&missing(), threads);
         // Workers take runs in turn; where no thread can start (WebAssembly), this one does all.
         let next = AtomicUsize::new(0);
         let work = || -> Result<(), SlideError> {
@@ -249,7 +250,7 @@ impl BandedJpeg {
             }
         };
         std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..thread_count().min(runs.len()))
+            let helpers: Vec<_> = (1..threads.min(runs.len()))
                 .filter_map(|_| std::thread::Builder::new().name("spahgc-jpeg".into()).spawn_scoped(scope, work).ok())
                 .collect();
             let mine = work();
@@ -287,11 +288,6 @@ impl BandedJpeg {
         }
         Ok(())
     }
-}
-
-/// How many threads a decode may use.
-fn thread_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Sorted band numbers as runs of nearby bands (short gaps filled), long runs split so that up
