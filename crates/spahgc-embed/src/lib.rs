@@ -4,16 +4,17 @@
 //!
 //! Spots come in groups, one cache entry per group: a her2st section is one group, a viewer's
 //! request is the tiles of the slide-global grid it touches. Groups missing from the cache are
-//! encoded together in one stream of batches, and patch cutting for the next batch runs on a
-//! second thread while the encoder works on the current one, so reading hides behind inference.
+//! encoded together in one stream of batches. Each batch is cut on all cores and then encoded
+//! with the cores to itself: a cutting thread beside the encoder's threads stalls them for more
+//! time than the cutting takes.
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 
-use ndarray::{Array2, Array4, Axis};
+use ndarray::{Array2, ArrayView4, Axis};
 use spahgc_cache::{CacheKey, EmbeddingCache, Precision};
-use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, to_tensor_in};
+use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, write_tensor};
 use spahgc_slide::{PatchGeometry, Slide, SlideError, content_id};
 
 /// Version of patch cutting and pixel normalisation; part of every cache key, so bumping it
@@ -161,7 +162,8 @@ impl SpotEmbedder<'_> {
         Ok(Some(Embedded { embeddings, origin: Origin::Cache }))
     }
 
-    /// Cuts and encodes every spot, cutting batch n+1 while batch n is encoded.
+    /// Cuts and encodes every spot, batch after batch; each batch is cut on all cores while the
+    /// encoder waits, and encoded while nothing else runs.
     fn compute(
         &self,
         slide: &dyn Slide,
@@ -172,50 +174,67 @@ impl SpotEmbedder<'_> {
         let encoder = self.encoder.get()?;
         let manifest = encoder.manifest();
         let geometry = geometry(manifest);
-        let batch = encoder.batch_size();
         let mut rows = Vec::with_capacity(centres.len() * manifest.embedding_dim);
         // A lazily decoded slide decodes every patch's pixels now, on all cores, rather than
-        // batch by batch on the cutting thread while the encoder wants those cores.
+        // batch by batch.
         let rects = centres.iter().map(|&(x, y)| geometry.rect_around(x, y, mpp)).collect::<Result<Vec<_>, _>>()?;
         slide.prefetch(&rects)?;
-        // Tensors go back to the cutting thread once encoded, to be filled again.
-        let spare = Mutex::new(Vec::<Vec<f32>>::new());
-        let spare_buffer = || spare.lock().unwrap_or_else(|p| p.into_inner());
-        let cut = |chunk: &[(f64, f64)]| -> Result<Array4<f32>, EmbedError> {
-            let buffer = spare_buffer().pop().unwrap_or_default();
-            Ok(to_tensor_in(&geometry.extract_many(slide, mpp, chunk)?, manifest, buffer)?)
-        };
-        let mut done = 0;
-        let mut encode = |tensor: Array4<f32>| -> Result<(), EmbedError> {
-            rows.extend(encoder.run(tensor.view())?.embedding.iter());
-            done += tensor.dim().0;
-            spare_buffer().push(tensor.into_raw_vec_and_offset().0);
-            match progress(done, centres.len()) {
-                ControlFlow::Break(()) => Err(EmbedError::Cancelled),
-                ControlFlow::Continue(()) => Ok(()),
+        let size = manifest.input_size as usize;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // One tensor's memory, refilled batch after batch: the same pages, not fresh ones the
+        // kernel must zero at first touch.
+        let mut values = Vec::new();
+        for (done, chunk) in centres.chunks(encoder.batch_size()).scan(0, |done, c| {
+            *done += c.len();
+            Some((*done, c))
+        }) {
+            values.resize(chunk.len() * 3 * size * size, 0.0);
+            cut_in_parallel(chunk, &mut values, threads, |spots, part| {
+                Ok(write_tensor(&geometry.extract_many(slide, mpp, spots)?, manifest, part)?)
+            })?;
+            let tensor = ArrayView4::from_shape((chunk.len(), 3, size, size), &values)
+                .map_err(|e| EncoderError::Inference(format!("batch tensor: {e}")))?;
+            rows.extend(encoder.run(tensor)?.embedding.iter());
+            if progress(done, centres.len()).is_break() {
+                return Err(EmbedError::Cancelled);
             }
-        };
-        std::thread::scope(|scope| {
-            let (send, receive) = mpsc::sync_channel::<Result<Array4<f32>, EmbedError>>(1);
-            let cutter = std::thread::Builder::new().name("spahgc-cut".into()).spawn_scoped(scope, move || {
-                for chunk in centres.chunks(batch) {
-                    let tensor = cut(chunk);
-                    let failed = tensor.is_err();
-                    if send.send(tensor).is_err() || failed {
-                        return;
-                    }
-                }
-            });
-            match cutter {
-                // Returning early drops the receiver, which stops the cutting thread.
-                Ok(_) => receive.into_iter().try_for_each(|tensor| encode(tensor?)),
-                // Where no thread can start (WebAssembly), cutting and encoding take turns.
-                Err(_) => centres.chunks(batch).try_for_each(|chunk| encode(cut(chunk)?)),
-            }
-        })?;
+        }
         Array2::from_shape_vec((centres.len(), manifest.embedding_dim), rows)
             .map_err(|e| EncoderError::Inference(format!("embedding shape: {e}")).into())
     }
+}
+
+/// A run of spots and its part of a batch's tensor.
+type Run<'a> = (&'a [(f64, f64)], &'a mut [f32]);
+
+/// Runs `fill` on up to `threads` runs of `spots` at once, each with its run's equal share of
+/// `values`. This thread takes every run no other thread has started (all of them where no
+/// thread starts, as in WebAssembly).
+fn cut_in_parallel<F>(spots: &[(f64, f64)], values: &mut [f32], threads: usize, fill: F) -> Result<(), EmbedError>
+where
+    F: Fn(&[(f64, f64)], &mut [f32]) -> Result<(), EmbedError> + Sync,
+{
+    let per_thread = spots.len().div_ceil(threads.max(1)).max(1);
+    let per_spot = values.len() / spots.len().max(1);
+    let runs: Vec<Mutex<Option<Run>>> =
+        spots.chunks(per_thread).zip(values.chunks_mut(per_thread * per_spot)).map(|r| Mutex::new(Some(r))).collect();
+    let failure = Mutex::new(None);
+    let run = |k: usize| {
+        let taken = runs[k].lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Err(e)) = taken.map(|(spots, part)| fill(spots, part)) {
+            failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+        }
+    };
+    // The scope waits for its threads (and passes on their panics) without joining them one by
+    // one: the WebAssembly guest's libc has no pthread_join.
+    std::thread::scope(|scope| {
+        let run = &run;
+        for k in 1..runs.len() {
+            let _ = std::thread::Builder::new().name("spahgc-cut".into()).spawn_scoped(scope, move || run(k));
+        }
+        (0..runs.len()).for_each(run);
+    });
+    failure.into_inner().unwrap_or_else(|p| p.into_inner()).map_or(Ok(()), Err)
 }
 
 /// How an encoder's patches are cut.
@@ -233,5 +252,33 @@ fn cache_key(manifest: &EncoderManifest, slide_id: &str, mpp: f64, centres: &[(f
         microns_per_pixel: mpp,
         preprocess_version: PREPROCESS_VERSION,
         centres: centres.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_run_of_spots_fills_its_own_part_of_the_tensor() {
+        for (spots, threads) in [(1, 2), (5, 2), (32, 2), (7, 3), (4, 1), (3, 8)] {
+            let centres: Vec<(f64, f64)> = (0..spots).map(|i| (i as f64, 0.0)).collect();
+            let mut values = vec![-1.0f32; spots * 3];
+            cut_in_parallel(&centres, &mut values, threads, |run, part| {
+                for (centre, slot) in run.iter().zip(part.chunks_exact_mut(3)) {
+                    slot.fill(centre.0 as f32);
+                }
+                Ok(())
+            })
+            .unwrap();
+            let expected: Vec<f32> = (0..spots).flat_map(|i| [i as f32; 3]).collect();
+            assert_eq!(values, expected, "{spots} spots on {threads} threads");
+        }
+        // A run's error is the call's.
+        let centres = [(0.0, 0.0), (1.0, 0.0)];
+        let failed = cut_in_parallel(&centres, &mut [0.0; 2], 2, |run, _| {
+            if run[0].0 < 0.5 { Ok(()) } else { Err(EmbedError::Cancelled) }
+        });
+        assert!(matches!(failed, Err(EmbedError::Cancelled)));
     }
 }

@@ -23,7 +23,7 @@ pub use error::EncoderError;
 pub use manifest::{ChannelOrder, EncoderManifest, ModelDir, SCHEMA_VERSION, sha256_hex};
 #[cfg(feature = "ort")]
 pub use ort_backend::{ORT_LIB_ENV, OrtBackend, library_path};
-pub use preprocess::{to_tensor, to_tensor_in};
+pub use preprocess::{to_tensor, write_tensor};
 #[cfg(feature = "tract")]
 pub use tract_backend::TractBackend;
 

@@ -7,28 +7,29 @@ use crate::{ChannelOrder, EncoderError, EncoderManifest};
 
 /// Stacks `patches` into an `N × 3 × size × size` tensor normalised as the manifest says.
 pub fn to_tensor(patches: &[RgbImage], manifest: &EncoderManifest) -> Result<Array4<f32>, EncoderError> {
-    to_tensor_in(patches, manifest, Vec::new())
+    let size = manifest.input_size as usize;
+    let mut values = vec![0.0; patches.len() * 3 * size * size];
+    write_tensor(patches, manifest, &mut values)?;
+    Ok(Array4::from_shape_vec((patches.len(), 3, size, size), values).expect("the values are sized for the shape"))
 }
 
-/// [`to_tensor`] into the memory of `buffer` (a tensor's values returned for reuse): batch after
-/// batch, the same pages instead of fresh ones that the kernel must zero at first touch.
-pub fn to_tensor_in(
-    patches: &[RgbImage],
-    manifest: &EncoderManifest,
-    mut buffer: Vec<f32>,
-) -> Result<Array4<f32>, EncoderError> {
+/// Writes `patches` normalised as the manifest says into `values`, which holds exactly their
+/// `N × 3 × size × size` tensor (a part of a batch's tensor, say, each part written by a thread).
+pub fn write_tensor(patches: &[RgbImage], manifest: &EncoderManifest, values: &mut [f32]) -> Result<(), EncoderError> {
     let size = manifest.input_size;
-    let shape = (patches.len(), 3, size as usize, size as usize);
-    buffer.clear();
-    buffer.resize(shape.0 * shape.1 * shape.2 * shape.3, 0.0);
-    let mut out = Array4::from_shape_vec(shape, buffer).expect("the buffer is sized for the shape");
+    let plane = (size * size) as usize;
+    if values.len() != patches.len() * 3 * plane {
+        return Err(EncoderError::Inference(format!(
+            "a tensor of {} values for {} patches of {size}×{size} pixels in 3 channels",
+            values.len(),
+            patches.len()
+        )));
+    }
     let order = match manifest.channel_order {
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
     };
-    let plane = (size * size) as usize;
     let scale = manifest.std.map(|s| 1.0 / s);
-    let values = out.as_slice_mut().expect("a new array is contiguous");
     for (n, (patch, dst)) in patches.iter().zip(values.chunks_exact_mut(3 * plane)).enumerate() {
         if patch.dimensions() != (size, size) {
             let (w, h) = patch.dimensions();
@@ -45,5 +46,5 @@ pub fn to_tensor_in(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
