@@ -262,8 +262,9 @@ pub unsafe extern "C" fn spahgc_engine_gene_name(
 
 /// Writes to `*out` the level-0 rectangle a host should read and pass to
 /// `spahgc_predict_pixels` for its prediction of `*region` to equal `spahgc_predict_region`'s:
-/// the region, its margin spots and their patches, at `microns_per_pixel` (> 0). It is in whole
-/// pixels and clipped at the slide's top-left corner; clip its far edges to the slide.
+/// the grid blocks that hold the region's spots, their margin spots and all their patches, at
+/// `microns_per_pixel` (> 0). It is in whole pixels and clipped at the slide's top-left corner;
+/// clip its far edges to the slide.
 /// Thread-safe.
 ///
 /// # Safety

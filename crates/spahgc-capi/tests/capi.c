@@ -165,7 +165,10 @@ static void test_bad(const char *bundle, const char *corrupt, const char *slide,
     EXPECT(spahgc_engine_pixel_context(engine, &region, 0, &context), SPAHGC_STATUS_INVALID_ARGUMENT);
     EXPECT(spahgc_engine_pixel_context(engine, &region, 1, NULL), SPAHGC_STATUS_NULL_ARGUMENT);
     OK(spahgc_engine_pixel_context(engine, &region, 1, &context));
-    CHECK(context.x == 0 && context.y == 0 && context.width > region.width); /* clipped at the corner */
+    /* Whole pixels, never left of or above the slide, and the whole first grid block (12 spots
+     * of 200 px at 1 µm/px) with its patches. */
+    CHECK(context.x >= 0 && context.y >= 0 && context.x == floor(context.x) && context.y == floor(context.y));
+    CHECK(context.x < 100 && context.y < 100 && context.width > 11 * 200 && context.height > 11 * 200);
 
     fill_pixels();
     const size_t stride = PX_W * 4, len = sizeof pixels;

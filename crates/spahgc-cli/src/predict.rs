@@ -53,8 +53,9 @@ pub struct PredictArgs {
     /// A slide: predict the spots of the bundle's grid that lie in --region.
     #[arg(long, required_unless_present = "her2st")]
     slide: Option<PathBuf>,
-    /// Region x,y,width,height in level-0 pixels (default: the whole slide). Regions larger than
-    /// 16 × 16 grid spots are predicted in blocks of that size, each with its own margin.
+    /// Region x,y,width,height in level-0 pixels (default: the whole slide). Its spots are
+    /// predicted block by block: slide-global blocks of 12 × 12 grid spots, each a graph with a
+    /// margin of two rings of spots.
     #[arg(long, value_delimiter = ',', value_name = "X,Y,W,H")]
     region: Option<Vec<f64>>,
     /// Resolution of --slide in µm/px, when its metadata lacks it.
@@ -82,7 +83,7 @@ pub struct PredictArgs {
     /// Predict again even when --out holds this request's outputs.
     #[arg(long)]
     force: bool,
-    /// Most spots one request may hold (margin included); a larger region is refused up front.
+    /// Most grid cells one region may cover; a larger region is refused up front.
     #[arg(long, default_value_t = EngineOptions::default().max_spots)]
     max_spots: u64,
     #[command(flatten)]

@@ -83,8 +83,8 @@ pub struct WasmPredictArgs {
     /// The slide (read on the host: any format `spahgc predict` reads).
     #[arg(long)]
     slide: PathBuf,
-    /// Region x,y,width,height in level-0 pixels: predicted as one graph, as `spahgc predict`
-    /// predicts a region of up to 16 × 16 grid spots.
+    /// Region x,y,width,height in level-0 pixels: predicted block by block, as `spahgc predict`
+    /// predicts a region.
     #[arg(long, value_delimiter = ',', value_name = "X,Y,W,H", required = true)]
     region: Vec<f64>,
     /// Resolution of --slide in µm/px, when its metadata lacks it.

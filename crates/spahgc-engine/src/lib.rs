@@ -9,8 +9,9 @@
 //! run with [`SpaHgc::predict`], and outputs turned back into expression units.
 //!
 //! Regions are laid out on a slide-global grid whose pitch the bundle fixes, embedded in tiles of
-//! grid cells, and predicted with a margin of spots around them, so panning over a slide reuses
-//! spots and a spot's value does not depend on where a viewport ends.
+//! grid cells, and predicted through the slide-global blocks of cells that hold them, each block
+//! one graph with a margin of spots around it: a spot's value depends on its block alone, never on
+//! where a viewport ends, and panning over a slide reuses embedded spots and predicted blocks.
 
 mod grid;
 mod memory;
@@ -36,8 +37,8 @@ pub use spahgc_bank::ReferenceBank;
 pub use spahgc_model::ModelError;
 pub use spahgc_slide::{BufferError, PixelBuffer, PixelFormat, SlideError};
 
-use grid::{Grid, GridSpots, MARGIN_SPOTS};
-use memory::{SpotEntry, SpotKey, SpotMemory};
+use grid::{BLOCK_SPOTS, BlockIndex, Grid, blocks_context};
+use memory::{BlockKey, BlockPrediction, Memory, SpotEntry, SpotKey};
 use slides::{OpenSlides, SlideContext};
 
 /// Errors of the engine, each naming what was wrong.
@@ -82,10 +83,12 @@ pub struct EngineOptions {
     /// Precision of new disk-cache entries.
     pub precision: Precision,
     /// Spots kept in memory (embedding and retrieved references; about 5 KB each with a
-    /// 1280-wide encoder); 0 turns the memory cache off.
+    /// 1280-wide encoder), and as many spots' predictions (whole blocks of 144 spots; 1 KB per
+    /// spot with 250 genes); 0 turns the memory caches off.
     pub memory_spots: usize,
-    /// Most spots one request may hold, margin included: a larger region is refused before any
-    /// work rather than run out of memory (a spot costs roughly 20 KB while it is predicted).
+    /// Most spots one request may predict (the grid cells a region covers, or the centres
+    /// given): a larger request is refused before any work rather than run out of memory (a
+    /// spot costs roughly 20 KB while it is predicted).
     pub max_spots: u64,
     /// Runs the bundle's encoder outside the engine (a WebAssembly host's native runtime)
     /// instead of the backend `encoder` names.
@@ -144,8 +147,12 @@ impl Request<'_> {
 /// Where a request's time went and where its spots came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RequestStats {
-    /// Spots in the graph (margin included).
+    /// Spots in the graphs run (margins included).
     pub spots: usize,
+    /// Blocks of the grid predicted (each one graph).
+    pub blocks: usize,
+    /// Blocks of the grid whose prediction was in memory.
+    pub blocks_from_memory: usize,
     /// Graph spots found in the memory cache.
     pub from_memory: usize,
     /// Spots read from the disk cache (whole tiles).
@@ -193,6 +200,8 @@ pub struct RegionPrediction {
 impl std::ops::AddAssign for RequestStats {
     fn add_assign(&mut self, other: Self) {
         self.spots += other.spots;
+        self.blocks += other.blocks;
+        self.blocks_from_memory += other.blocks_from_memory;
         self.from_memory += other.from_memory;
         self.from_disk += other.from_disk;
         self.encoded += other.encoded;
@@ -319,7 +328,8 @@ pub struct Engine {
     encoder: LazyEncoder,
     cache: Option<EmbeddingCache>,
     precision: Precision,
-    memory: SpotMemory,
+    memory: Memory<SpotKey, SpotEntry>,
+    blocks: Memory<BlockKey, BlockPrediction>,
     slides: OpenSlides,
     max_spots: u64,
 }
@@ -349,7 +359,8 @@ impl Engine {
             encoder,
             cache: options.cache,
             precision: options.precision,
-            memory: SpotMemory::new(options.memory_spots),
+            memory: Memory::new(options.memory_spots),
+            blocks: Memory::new(options.memory_spots.div_ceil(BLOCK_SPOTS)),
             slides: OpenSlides::default(),
             max_spots: options.max_spots,
         })
@@ -382,10 +393,11 @@ impl Engine {
             .collect()
     }
 
-    /// Forgets the spots held in memory (embeddings and retrieved references); open slides and
-    /// the disk cache stay.
+    /// Forgets what is held in memory (spots' embeddings and retrieved references, blocks'
+    /// predictions); open slides and the disk cache stay.
     pub fn clear_memory(&self) {
         self.memory.clear();
+        self.blocks.clear();
     }
 
     /// The genes a request asks for (default: all) and their columns, each checked against the
@@ -402,19 +414,20 @@ impl Engine {
     }
 
     /// The rectangle a host should read for [`Engine::predict_pixels`] of `region` to equal
-    /// [`Engine::predict_region`] of it: the region, its margin spots and their patches, in whole
-    /// pixels and clipped at the slide's top-left corner (the host clips the far edges to the
-    /// slide, whose size the engine does not know).
+    /// [`Engine::predict_region`] of it: the grid blocks that hold the region's spots, their
+    /// margin spots and all their patches, in whole pixels and clipped at the slide's top-left
+    /// corner (the host clips the far edges to the slide, whose size the engine does not know).
     pub fn pixel_context(&self, region: Region, microns_per_pixel: f64) -> Region {
-        let half_patch = self.encoder.manifest().field_of_view_um / microns_per_pixel / 2.0;
-        let grown = region.grown(MARGIN_SPOTS * self.pitch(microns_per_pixel) + half_patch + 1.0);
+        let patch = self.encoder.manifest().field_of_view_um / microns_per_pixel;
+        let grown = blocks_context(region, self.pitch(microns_per_pixel), patch);
         let (x, y) = (grown.x.floor().max(0.0), grown.y.floor().max(0.0));
         let (right, bottom) = ((grown.x + grown.width).ceil(), (grown.y + grown.height).ceil());
         Region { x, y, width: right - x, height: bottom - y }
     }
 
-    /// Expression predicted for the grid spots of a region of the slide file at `slide`.
-    /// Margin spots around the region join the graph and are not returned.
+    /// Expression predicted for the grid spots of a region of the slide file at `slide`: each
+    /// spot as the graph of its grid block (the block's spots and their margin) predicts it.
+    /// Spots come block by block (blocks row by row), row by row within a block.
     pub fn predict_region(
         &self,
         slide: &Path,
@@ -468,30 +481,86 @@ impl Engine {
     ) -> Result<RegionPrediction, EngineError> {
         let mask = context.mask()?;
         let grid = self.grid(context, mpp, options.tissue_only)?;
-        let GridSpots { ids, centres, in_region, tile_of, tiles } = grid.spots(options.region, source)?;
-        let returned: Vec<usize> = (0..ids.len()).filter(|&i| in_region[i]).collect();
-        let mut prediction = match returned.is_empty() {
-            // Glass only, or a region too small to hold a grid centre: nothing to predict.
-            true => self.no_prediction(request)?,
-            false if centres.len() < 2 => {
-                return Err(EngineError::Input(format!(
-                    "the region of {source} holds one spot of the grid, none around it; a graph needs at least two"
-                )));
+        let region = grid.checked_size(options.region, source)?;
+        let (genes, columns) = self.requested_genes(request)?;
+        let mut wanted = grid.spots_in(region);
+        // Grid block by grid block, as predict_region_in_blocks lists them; row by row within one.
+        wanted.sort_by_key(|&((i, j), _, block)| (block, j, i));
+        let blocks: Vec<BlockIndex> = wanted.iter().map(|w| w.2).collect::<BTreeSet<_>>().into_iter().collect();
+        let (predicted, stats) =
+            self.predict_blocks(context, &grid, (source, mpp), options.tissue_only, &blocks, request)?;
+        let of_block: HashMap<BlockIndex, &BlockPrediction> =
+            blocks.iter().copied().zip(predicted.iter().map(|p| &**p)).collect();
+        let mut expression = Array2::zeros((wanted.len(), columns.len()));
+        for (mut row, &(cell, _, block)) in expression.rows_mut().into_iter().zip(&wanted) {
+            let predicted = of_block[&block];
+            let at = predicted.row_of(cell).ok_or_else(|| {
+                EngineError::Input(format!("spot {cell:?} is missing from its block's prediction (an engine bug)"))
+            })?;
+            for (value, &column) in row.iter_mut().zip(&columns) {
+                *value = predicted.expression[[at, column]];
             }
-            false => {
-                let spots = Spots { centres: &centres, group_of: &tile_of, groups: &tiles };
-                self.predict(context, mpp, &spots, None, request)?
-            }
-        };
-        prediction.expression = prediction.expression.select(Axis(0), &returned);
+        }
         Ok(RegionPrediction {
-            ids: returned.iter().map(|&i| ids[i].clone()).collect(),
-            centres: returned.iter().map(|&i| centres[i]).collect(),
-            in_tissue: returned.iter().map(|&i| grid::on_tissue(mask, centres[i], grid.pitch)).collect(),
+            ids: wanted.iter().map(|((i, j), ..)| format!("{i}x{j}")).collect(),
+            centres: wanted.iter().map(|w| w.1).collect(),
+            in_tissue: wanted.iter().map(|w| grid::on_tissue(mask, w.1, grid.pitch)).collect(),
             diameter_px: grid.pitch / 2.0,
             microns_per_pixel: mpp,
-            prediction,
+            prediction: Prediction { genes, expression, stats },
         })
+    }
+
+    /// The predictions of `blocks` of a slide's grid (its resolution `mpp`; `source` names it in
+    /// errors): from memory, else their graphs' spots embedded in one pass (each tile once, one
+    /// progress count), references retrieved, and each block's graph run.
+    fn predict_blocks(
+        &self,
+        context: &SlideContext,
+        grid: &Grid,
+        (source, mpp): (&str, f64),
+        tissue_only: bool,
+        blocks: &[BlockIndex],
+        request: &Request,
+    ) -> Result<(Vec<Arc<BlockPrediction>>, RequestStats), EngineError> {
+        request.check_cancelled()?;
+        let start = Instant::now();
+        let keys: Vec<BlockKey> = blocks.iter().map(|&b| BlockKey::new(&context.id, mpp, tissue_only, b)).collect();
+        let mut found: Vec<Option<Arc<BlockPrediction>>> = keys.iter().map(|k| self.blocks.get(k)).collect();
+        let missing: Vec<usize> = (0..blocks.len()).filter(|&i| found[i].is_none()).collect();
+        let mut stats = RequestStats { blocks_from_memory: blocks.len() - missing.len(), ..Default::default() };
+        if !missing.is_empty() {
+            let layout = grid.spots_of_blocks(&missing.iter().map(|&i| blocks[i]).collect::<Vec<_>>());
+            if let Some(k) = layout.graphs.iter().position(|g| g.len() < 2) {
+                let BlockIndex { row, column } = blocks[missing[k]];
+                return Err(EngineError::Input(format!(
+                    "block {column}x{row} of the grid of {source} holds {} spot with its margin; a graph needs at least two",
+                    layout.graphs[k].len()
+                )));
+            }
+            stats.blocks = missing.len();
+            stats.spots = layout.graphs.iter().map(Vec::len).sum();
+            let spots = Spots { centres: &layout.centres, group_of: &layout.tile_of, groups: &layout.tiles };
+            let (embeddings, hits) = self.embed_and_retrieve(context, mpp, &spots, None, request, &mut stats)?;
+            for (&at, graph) in missing.iter().zip(&layout.graphs) {
+                request.check_cancelled()?;
+                let members: Vec<usize> = graph.iter().map(|g| g.0).collect();
+                let centres: Vec<(f64, f64)> = members.iter().map(|&m| layout.centres[m]).collect();
+                let hits: Vec<Vec<Neighbour>> = members.iter().map(|&m| hits[m].clone()).collect();
+                let expression =
+                    self.expression(&centres, embeddings.select(Axis(0), &members).view(), &hits, &mut stats)?;
+                let inside: Vec<usize> = (0..graph.len()).filter(|&k| graph[k].1).collect();
+                let prediction = Arc::new(BlockPrediction {
+                    cells: inside.iter().map(|&k| layout.cells[graph[k].0]).collect(),
+                    expression: expression.select(Axis(0), &inside),
+                });
+                self.blocks.insert(keys[at].clone(), prediction.clone());
+                found[at] = Some(prediction);
+            }
+        }
+        stats.total_s = start.elapsed().as_secs_f64();
+        let predicted = found.into_iter().flatten().collect::<Vec<_>>();
+        Ok((predicted, stats))
     }
 
     /// How [`Engine::predict_region_in_blocks`] splits a region of the slide at `slide`.
@@ -501,9 +570,9 @@ impl Engine {
     }
 
     /// Expression predicted for the grid spots of a region of any size, block by block: the
-    /// region's grid cells in squares of 16 × 16 cells from its first cell, each predicted as
-    /// [`Engine::predict_region`] predicts a region (one graph, with its margin). Spots come
-    /// block by block, row by row. `shard` picks a contiguous run of blocks holding about
+    /// region's part in each grid block that holds spots of it, predicted as
+    /// [`Engine::predict_region`] predicts it (so the values are the same). Spots come block by
+    /// block, row by row. `shard` picks a contiguous run of blocks holding about
     /// `1 / count` of the spots: the parts `0..count` of one region, concatenated in order, are
     /// the whole region's prediction exactly.
     pub fn predict_region_in_blocks(
@@ -573,29 +642,32 @@ impl Engine {
                 self.max_spots
             )));
         }
+        let start = Instant::now();
+        let genes = self.requested_genes(request)?;
         let (context, mpp) = self.open_slide(slide, microns_per_pixel)?;
         let groups = [centres.to_vec()];
         let spots = Spots { centres, group_of: &vec![0; centres.len()], groups: &groups };
-        self.predict(&context, mpp, &spots, exclude_section, request)
+        let mut stats = RequestStats { spots: centres.len(), blocks: 1, ..Default::default() };
+        let (embeddings, hits) =
+            self.embed_and_retrieve(&context, mpp, &spots, exclude_section, request, &mut stats)?;
+        self.finish(centres, embeddings.view(), &hits, genes, request, (start, stats))
     }
 
-    /// The prediction path of slides and pixel buffers: embed through the caches, retrieve
-    /// (through the memory cache unless a section is excluded), then [`Engine::finish`].
-    fn predict(
+    /// The spots' embeddings through the caches and their retrieved references (through the
+    /// memory cache unless a section is excluded), with the time each took in `stats`.
+    fn embed_and_retrieve(
         &self,
         context: &SlideContext,
         mpp: f64,
         spots: &Spots,
         exclude_section: Option<&str>,
         request: &Request,
-    ) -> Result<Prediction, EngineError> {
-        let start = Instant::now();
+        stats: &mut RequestStats,
+    ) -> Result<(Array2<f32>, Vec<Vec<Neighbour>>), EngineError> {
+        let t = Instant::now();
         let config = self.bundle.model().config();
-        let genes = self.requested_genes(request)?;
-        let mut stats = RequestStats { spots: spots.centres.len(), ..Default::default() };
-
-        let entries = self.embed(context, mpp, spots, request, &mut stats)?;
-        stats.embed_s = start.elapsed().as_secs_f64();
+        let entries = self.embed(context, mpp, spots, request, stats)?;
+        stats.embed_s += t.elapsed().as_secs_f64();
         request.check_cancelled()?;
 
         let t = Instant::now();
@@ -622,8 +694,8 @@ impl Engine {
                 entries.iter().map(|e| e.neighbours.get().cloned().unwrap_or_default()).collect()
             }
         };
-        stats.retrieval_s = t.elapsed().as_secs_f64();
-        self.finish(spots.centres, embeddings.view(), &hits, genes, request, (start, stats))
+        stats.retrieval_s += t.elapsed().as_secs_f64();
+        Ok((embeddings, hits))
     }
 
     /// Expression predicted for spots centred at `centres` whose embeddings a host computed
@@ -657,14 +729,18 @@ impl Engine {
         }
         let genes = self.requested_genes(request)?;
         let hits = self.bundle.bank().top_k(embeddings, config.graph.top_k, None)?;
-        let stats =
-            RequestStats { spots: n, retrieved: n, retrieval_s: start.elapsed().as_secs_f64(), ..Default::default() };
+        let stats = RequestStats {
+            spots: n,
+            blocks: 1,
+            retrieved: n,
+            retrieval_s: start.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
         self.finish(centres, embeddings, &hits, genes, request, (start, stats))
     }
 
-    /// Builds the graph of embedded spots and their retrieved references, runs the network,
-    /// and returns the requested genes in expression units; `started` is when the request
-    /// began and what it has done so far.
+    /// The prediction of one graph of embedded spots and their retrieved references, in the
+    /// requested genes; `started` is when the request began and what it has done so far.
     fn finish(
         &self,
         centres: &[(f64, f64)],
@@ -675,11 +751,25 @@ impl Engine {
         (start, mut stats): (Instant, RequestStats),
     ) -> Result<Prediction, EngineError> {
         request.check_cancelled()?;
+        let expression = self.expression(centres, embeddings, hits, &mut stats)?.select(Axis(1), &columns);
+        stats.total_s = start.elapsed().as_secs_f64();
+        Ok(Prediction { genes, expression, stats })
+    }
+
+    /// Builds the graph of embedded spots and their retrieved references, runs the network and
+    /// returns every gene in expression units, adding the time each step took to `stats`.
+    fn expression(
+        &self,
+        centres: &[(f64, f64)],
+        embeddings: ArrayView2<f32>,
+        hits: &[Vec<Neighbour>],
+        stats: &mut RequestStats,
+    ) -> Result<Array2<f32>, EngineError> {
         let model: &SpaHgc = self.bundle.model();
         let config = model.config();
         let t = Instant::now();
         let graph = GraphInputs::build_from_hits(centres, embeddings, hits, self.bundle.bank(), config.graph)?;
-        stats.graph_s = t.elapsed().as_secs_f64();
+        stats.graph_s += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let mut expression = model.predict(&graph)?;
@@ -687,10 +777,8 @@ impl Engine {
         // ln(1 + counts per 10k) is never negative; a scaled output below the training minimum
         // can map below zero.
         expression.mapv_inplace(|v| v.max(0.0));
-        let expression = expression.select(Axis(1), &columns);
-        stats.head_s = t.elapsed().as_secs_f64();
-        stats.total_s = start.elapsed().as_secs_f64();
-        Ok(Prediction { genes, expression, stats })
+        stats.head_s += t.elapsed().as_secs_f64();
+        Ok(expression)
     }
 
     /// Each spot's cache entry: from memory, else its group from the disk cache or the encoder.

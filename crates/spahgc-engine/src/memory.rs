@@ -1,12 +1,17 @@
-//! The in-memory cache of spots: each spot's embedding and, once retrieved, its reference
-//! neighbours, least recently used first out. With it, a request over spots seen before does no
-//! encoder or retrieval work.
+//! The engine's in-memory caches, least recently used first out: each spot's embedding and, once
+//! retrieved, its reference neighbours; and each block's predicted expression. With them, a
+//! request over spots seen before does no encoder or retrieval work, and one over blocks
+//! predicted before runs no network either.
 
+use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lru::LruCache;
+use ndarray::Array2;
 use spahgc_bank::Neighbour;
+
+use crate::grid::{BlockIndex, Cell};
 
 /// One spot's patch: the slide's pixels, the resolution and the centre.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,29 +35,59 @@ pub(crate) struct SpotEntry {
     pub(crate) neighbours: OnceLock<Vec<Neighbour>>,
 }
 
-/// Up to a fixed number of spots; none with a capacity of 0.
-pub(crate) struct SpotMemory {
-    spots: Option<Mutex<LruCache<SpotKey, Arc<SpotEntry>>>>,
+/// One block's graph: the slide's pixels, the resolution, whether glass was skipped, the block.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BlockKey {
+    slide: Arc<str>,
+    microns_per_pixel: u64,
+    tissue_only: bool,
+    block: BlockIndex,
 }
 
-impl SpotMemory {
+impl BlockKey {
+    pub(crate) fn new(slide: &Arc<str>, microns_per_pixel: f64, tissue_only: bool, block: BlockIndex) -> Self {
+        Self { slide: slide.clone(), microns_per_pixel: microns_per_pixel.to_bits(), tissue_only, block }
+    }
+}
+
+/// A block's spots, predicted.
+pub(crate) struct BlockPrediction {
+    /// The block's spots, row by row (margin spots are not kept).
+    pub(crate) cells: Vec<Cell>,
+    /// Expression of every gene of the bundle, one row per cell.
+    pub(crate) expression: Array2<f32>,
+}
+
+impl BlockPrediction {
+    /// The row of `cell`, if it is one of the block's spots.
+    pub(crate) fn row_of(&self, (i, j): Cell) -> Option<usize> {
+        self.cells.binary_search_by_key(&(j, i), |&(ci, cj)| (cj, ci)).ok()
+    }
+}
+
+/// Up to a fixed number of entries; none with a capacity of 0.
+pub(crate) struct Memory<K, V> {
+    entries: Option<Mutex<LruCache<K, Arc<V>>>>,
+}
+
+impl<K: Hash + Eq, V> Memory<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { spots: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))) }
+        Self { entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))) }
     }
 
-    pub(crate) fn get(&self, key: &SpotKey) -> Option<Arc<SpotEntry>> {
-        self.spots.as_ref()?.lock().expect("no panics while the cache is held").get(key).cloned()
+    pub(crate) fn get(&self, key: &K) -> Option<Arc<V>> {
+        self.entries.as_ref()?.lock().expect("no panics while the cache is held").get(key).cloned()
     }
 
     pub(crate) fn clear(&self) {
-        if let Some(spots) = &self.spots {
-            spots.lock().expect("no panics while the cache is held").clear();
+        if let Some(entries) = &self.entries {
+            entries.lock().expect("no panics while the cache is held").clear();
         }
     }
 
-    pub(crate) fn insert(&self, key: SpotKey, entry: Arc<SpotEntry>) {
-        if let Some(spots) = &self.spots {
-            spots.lock().expect("no panics while the cache is held").put(key, entry);
+    pub(crate) fn insert(&self, key: K, value: Arc<V>) {
+        if let Some(entries) = &self.entries {
+            entries.lock().expect("no panics while the cache is held").put(key, value);
         }
     }
 }

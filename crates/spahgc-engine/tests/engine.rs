@@ -132,18 +132,20 @@ fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
     assert!(r.centres.iter().all(|&(x, y)| (400.0..1400.0).contains(&x) && (400.0..1200.0).contains(&y)));
     let progress = progress.into_inner().unwrap();
     let encoded = r.prediction.stats.encoded;
-    assert!(encoded > r.prediction.stats.spots, "whole tiles are embedded: {encoded}");
     assert_eq!(progress.last(), Some(&(encoded, encoded)), "{progress:?}");
 
-    // The same spots given as centres, margin included: one prediction path.
+    // The region's spots lie in the first block of 12 x 12 grid cells, which with its margin
+    // holds every cell of this 2220 x 2967 px slide (6 x 7 cells): the graph of the whole slide,
+    // all of it embedded. The same spots given as centres: one prediction path.
     let spots_of_graph = {
         let pitch = 200.0 / 0.499;
-        let cells: Vec<(f64, f64)> = (0..5)
-            .flat_map(|j| (0..5).map(move |i| ((f64::from(i) + 0.5) * pitch, (f64::from(j) + 0.5) * pitch)))
+        let cells: Vec<(f64, f64)> = (0..7)
+            .flat_map(|j| (0..6).map(move |i| ((f64::from(i) + 0.5) * pitch, (f64::from(j) + 0.5) * pitch)))
             .collect();
         cells
     };
-    assert_eq!(r.prediction.stats.spots, spots_of_graph.len(), "two margin spots on each side, clipped at 0");
+    let stats = r.prediction.stats;
+    assert_eq!((stats.blocks, stats.spots, encoded), (1, spots_of_graph.len(), spots_of_graph.len()));
     let by_centres = engine.predict_spots(&wsi, None, &spots_of_graph, None, &ALL).unwrap();
     for (row, centre) in r.centres.iter().enumerate() {
         let at = spots_of_graph.iter().position(|c| (c.0 - centre.0).abs() < 1e-9 && (c.1 - centre.1).abs() < 1e-9);
@@ -181,7 +183,9 @@ fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
     assert!(tissue.ids.len() < all.ids.len() && tissue.ids.iter().all(|id| all.ids.contains(id)));
     assert!(tissue.in_tissue.iter().all(|&t| t) && all.in_tissue.iter().any(|&t| !t));
     let again = engine.predict_region(&wsi, &whole, &ALL).unwrap();
-    assert_eq!((again.prediction.stats.encoded, again.prediction.stats.retrieved), (0, 0));
+    let stats = again.prediction.stats;
+    // Nothing embedded, retrieved or run: the block's prediction is held in memory.
+    assert_eq!((stats.encoded, stats.retrieved, stats.spots, stats.blocks_from_memory), (0, 0, 0, 1));
     assert_eq!(again.prediction.expression, all.prediction.expression);
 
     // A region of glass holds no spot on tissue: an empty prediction, not an error.
@@ -192,10 +196,13 @@ fn regions_lie_on_the_slide_grid_and_pixels_predict_like_the_slide() {
     };
     let empty = engine.predict_region(&wsi, &glass, &ALL).unwrap();
     assert!(empty.ids.is_empty() && empty.prediction.expression.dim() == (0, 250));
-    // The context a host reads is in whole pixels, clipped at the slide's corner.
+    // The context a host reads is in whole pixels, never left of or above the slide, and holds
+    // the patches of the first block and its margin (cells 0 to 13, 401 px apart) whatever part
+    // of it is asked.
     let corner = engine.pixel_context(Region { x: 10.5, y: 20.25, width: 100.0, height: 100.0 }, mpp);
-    assert_eq!((corner.x, corner.y), (0.0, 0.0));
-    assert!([corner.width, corner.height].iter().all(|v| v.fract() == 0.0));
+    assert!([corner.x, corner.y, corner.width, corner.height].iter().all(|v| v.fract() == 0.0 && *v >= 0.0));
+    assert!(corner.x < 200.0 && corner.y < 200.0 && corner.x + corner.width > 13.5 * 400.8, "{corner:?}");
+    assert_eq!(engine.pixel_context(Region { x: 4000.0, y: 4000.0, width: 10.0, height: 10.0 }, mpp), corner);
 
     // A subset of genes, in the order asked.
     let genes = ["CD74".to_string(), "ERBB2".to_string()];
@@ -234,15 +241,25 @@ fn large_regions_are_predicted_in_blocks_and_shards_join_into_the_whole() {
     assert_eq!(ids, whole.ids);
     let views: Vec<_> = shards.iter().map(|s| s.prediction.expression.view()).collect();
     assert_eq!(ndarray::concatenate(ndarray::Axis(0), &views).unwrap(), whole.prediction.expression);
-    let spots: usize = shards.iter().map(|s| s.prediction.stats.spots).sum();
-    assert_eq!(spots, whole.prediction.stats.spots, "graph spots, margins included, add up");
+    let blocks: usize = shards.iter().map(|s| s.prediction.stats.blocks_from_memory).sum();
+    assert_eq!((blocks, plan.blocks), (whole.prediction.stats.blocks, whole.prediction.stats.blocks));
 
-    // A region inside one block is one graph, as predict_region makes it.
+    // A spot's value is its block's, whatever the region around it: block by block, as one
+    // region, and within a smaller region (on a fresh engine), the same values.
+    let by_id = |r: &spahgc_engine::RegionPrediction| -> std::collections::HashMap<String, Vec<f32>> {
+        r.ids.iter().cloned().zip(r.prediction.expression.rows().into_iter().map(|row| row.to_vec())).collect()
+    };
+    let (whole_values, one_graph_values) = (by_id(&whole), by_id(&one_graph));
+    assert_eq!(whole_values, one_graph_values);
     let small =
         RegionOptions { region: Some(Region { x: 2000.0, y: 2000.0, width: 2500.0, height: 2500.0 }), ..whole_image };
-    let in_blocks = engine.predict_region_in_blocks(&image, &small, Shard::WHOLE, &ALL).unwrap();
-    let direct = engine.predict_region(&image, &small, &ALL).unwrap();
-    assert_eq!((&in_blocks.ids, &in_blocks.prediction.expression), (&direct.ids, &direct.prediction.expression));
+    let fresh = Engine::open(&dir, options(None)).unwrap();
+    let direct = fresh.predict_region(&image, &small, &ALL).unwrap();
+    assert!(direct.prediction.stats.blocks >= 2, "{:?}", direct.prediction.stats);
+    assert!(direct.ids.len() > 10 && direct.ids.len() < whole.ids.len());
+    for (id, values) in by_id(&direct) {
+        assert_eq!(values, whole_values[&id], "spot {id}");
+    }
 
     // Shards are numbered from 0, and there is at least one.
     for (text, expected) in [("0/0", "at least 1"), ("5/3", "below 3"), ("3/3", "below 3"), ("a/3", "expected I/N")] {

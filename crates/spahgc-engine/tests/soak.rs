@@ -2,9 +2,9 @@
 //! CI's one-minute version; 600 for the long run docs/reliability.md reports). Each draws from a
 //! fixed mix of requests — regions of her2st C3 and of a whole-slide image, the same C3 regions
 //! as pixel buffers, gene subsets, the gene list, and requests cancelled before or while they
-//! run — and every answer must equal what a lone, sequential run gave. The memory cache holds
-//! fewer spots than the mix touches, so spots are evicted, read back from the disk cache and
-//! recomputed throughout. Resident memory after the warm-up may grow by less than 5 % by the end.
+//! run — and every answer must equal what a lone, sequential run gave. The memory caches hold
+//! fewer spots and grid blocks than the mix touches, so spots are evicted, read back from the
+//! disk cache and recomputed, and blocks predicted again, throughout. Resident memory after the warm-up may grow by less than 5 % by the end.
 //! It is read with every thread held between requests and after `malloc_trim`: with eight
 //! requests in flight it swings by a tenth either way, so only memory the engine keeps — caches,
 //! arenas, anything leaked — is compared. The warm-up lasts a third of the run and at least until
@@ -175,7 +175,7 @@ fn eight_threads_on_one_engine_answer_as_one_and_memory_stays_flat() {
         encoder: EncoderOptions { device: Device::Cpu, ..Default::default() },
         cache: Some(EmbeddingCache::open(cache_dir.path(), 1 << 30).unwrap()),
         precision: Precision::F32,
-        memory_spots: 300,
+        memory_spots: 1200,
         ..Default::default()
     };
     let engine = Engine::open(&bundle, options).unwrap();

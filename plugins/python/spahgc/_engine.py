@@ -224,8 +224,8 @@ class Engine:
 
     def pixel_context(self, region: RegionTuple, microns_per_pixel: float) -> tuple[float, float, float, float]:
         """The level-0 rectangle `(x, y, width, height)` whose pixels `predict_pixels` needs for
-        its prediction of `region` to equal `predict_region`'s: the region, its margin spots
-        and their patches, at `microns_per_pixel` (> 0). Coordinates may be fractional or reach past
+        its prediction of `region` to equal `predict_region`'s: the grid blocks that hold the
+        region's spots, their margin spots and all their patches, at `microns_per_pixel` (> 0). Coordinates may be fractional or reach past
         the slide's edges: read whole pixels (floor x and y, ceil the far edges) inside the slide."""
         out = Region()
         with self._engine() as engine:

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use ndarray::Axis;
+use ndarray::{Array4, Axis};
 use spahgc_encoder::{Encoder, to_tensor};
 use spahgc_engine::{Engine, EngineOptions, Region, RegionOptions, Request, RequestStats};
 use spahgc_slide::{PatchGeometry, Slide};
@@ -27,6 +27,10 @@ pub struct ViewportBenchArgs {
     /// Skip spots on glass (the default predicts every grid spot, so each step holds --spots).
     #[arg(long)]
     tissue_only: bool,
+    /// Cold pans, each from empty caches, alternating with runs of the bare encoder; the fastest
+    /// of each is compared (single runs on a shared machine vary by several percent).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     #[command(flatten)]
     encoder: EncoderArgs,
 }
@@ -39,7 +43,10 @@ struct Step {
 }
 
 pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
-    anyhow::ensure!(args.steps > 0 && args.spots >= 4, "--steps must be at least 1 and --spots at least 4");
+    anyhow::ensure!(
+        args.steps > 0 && args.spots >= 4 && args.rounds > 0,
+        "--steps and --rounds must be at least 1 and --spots at least 4"
+    );
     anyhow::ensure!(args.encoder.encoder.is_none(), "the bench runs the bundle's own encoder: drop --encoder");
     let OpenedSection { bundle, slide, mpp } = args.section.open()?;
     let scratch = tempfile::tempdir()?;
@@ -65,19 +72,29 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
             .collect()
     };
     // One request first loads the encoder and opens the slide (decoded image, tissue mask), as
-    // a viewer has by the time its user pans; then both caches are emptied.
-    engine.predict_region(&slide, &request(viewports[0]), &Request::default())?;
-    engine.clear_memory();
-    disk.clear()?;
-    // Cold: nothing cached, each step embeds what earlier steps did not. Warm: the same pan again.
-    let started = Instant::now();
-    let cold = run_pass()?;
-    let cold_s = started.elapsed().as_secs_f64();
-    let warm = run_pass()?;
-
+    // a viewer has by the time its user pans.
+    let first_centres = engine.predict_region(&slide, &request(viewports[0]), &Request::default())?.centres;
     // The bare encoder on patches of the first viewport, cut beforehand: only inference timed.
     let encoder = Encoder::load(&engine.bundle().encoder_dir(), args.encoder.options())?;
-    let raw = raw_patches_per_s(&encoder, opened.as_ref(), mpp, &cold[0].centres)?;
+    let raw_patches = raw_patches(&encoder, opened.as_ref(), mpp, &first_centres)?;
+    encoder.run(raw_patches.slice(ndarray::s![..1, .., .., ..]))?; // warm-up
+    // Cold: both caches emptied, each step embeds what earlier steps did not; the fastest pan.
+    let mut raw = 0f64;
+    let mut fastest: Option<(f64, Vec<Step>)> = None;
+    for _ in 0..args.rounds {
+        engine.clear_memory();
+        disk.clear()?;
+        let started = Instant::now();
+        let pass = run_pass()?;
+        let seconds = started.elapsed().as_secs_f64();
+        if fastest.as_ref().is_none_or(|f| seconds < f.0) {
+            fastest = Some((seconds, pass));
+        }
+        raw = raw.max(patches_per_s(&encoder, &raw_patches)?);
+    }
+    let (cold_s, cold) = fastest.expect("at least one round");
+    // Warm: the same pan again.
+    let warm = run_pass()?;
     let encoded: usize = cold.iter().map(|s| s.stats.encoded).sum();
     let cold_rate = encoded as f64 / cold_s;
     // The first step: a whole viewport with nothing cached.
@@ -92,21 +109,22 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
     };
     out.report(
         &format!(
-            "viewport pan over her2st {} ({} steps of {spots_per_step:.0} spots, {graph_spots:.0} with the margin; \
-             encoder {} on {}, batch {}):\n  \
+            "viewport pan over her2st {} ({} steps of {spots_per_step:.0} spots; {graph_spots:.0} spots a step in the \
+             graphs of new blocks; encoder {} on {}, batch {}; fastest of {} cold pans):\n  \
              cold   median {:8.1} ms   p95 {:8.1} ms   ({encoded} spots encoded in {cold_s:.1} s)\n  \
              warm   median {:8.1} ms   p95 {:8.1} ms   (goal: median < 100 ms)\n  \
              cold time:  {}\n  \
              warm time:  {}\n  \
              cold throughput        {cold_rate:8.1} spots/s  (the whole cold pan)\n  \
              first viewport         {first_rate:8.1} spots/s  ({} spots encoded in {:.0} ms, nothing cached)\n  \
-             bare encoder           {raw:8.1} patches/s\n  \
+             bare encoder           {raw:8.1} patches/s  (fastest of {} runs)\n  \
              cold / bare encoder    {:8.3}x  (goal ≥ 0.9x; first viewport {:.3}x)",
             args.section.section,
             cold.len(),
             encoder.manifest().name,
             encoder.provider(),
             encoder.batch_size(),
+            args.rounds,
             cold_ms.0,
             cold_ms.1,
             warm_ms.0,
@@ -115,6 +133,7 @@ pub fn run(args: ViewportBenchArgs, out: &Output) -> anyhow::Result<()> {
             share_line(&warm_shares),
             cold[0].stats.encoded,
             cold[0].ms,
+            args.rounds,
             cold_rate / raw,
             first_rate / raw,
         ),
@@ -170,20 +189,18 @@ fn shares(steps: &[Step]) -> [f64; 4] {
     [part(|s| s.embed_s), part(|s| s.retrieval_s), part(|s| s.graph_s), part(|s| s.head_s)]
 }
 
-/// Patches per second of the bare encoder on the patches at `centres`.
-fn raw_patches_per_s(encoder: &Encoder, slide: &dyn Slide, mpp: f64, centres: &[(f64, f64)]) -> anyhow::Result<f64> {
+/// The encoder's input tensor of the patches at `centres`.
+fn raw_patches(encoder: &Encoder, slide: &dyn Slide, mpp: f64, centres: &[(f64, f64)]) -> anyhow::Result<Array4<f32>> {
     let manifest = encoder.manifest();
     let geometry = PatchGeometry { field_of_view_um: manifest.field_of_view_um, size_px: manifest.input_size };
-    let tensor = to_tensor(&geometry.extract_many(slide, mpp, centres)?, manifest)?;
-    let batches: Vec<_> = tensor.axis_chunks_iter(Axis(0), encoder.batch_size()).collect();
-    encoder.run(batches[0])?; // warm-up
-    let mut best = f64::MAX;
-    for _ in 0..2 {
-        let t = Instant::now();
-        for batch in &batches {
-            encoder.run(*batch)?;
-        }
-        best = best.min(t.elapsed().as_secs_f64());
+    Ok(to_tensor(&geometry.extract_many(slide, mpp, centres)?, manifest)?)
+}
+
+/// Patches per second of the bare encoder on `patches`, in its batches.
+fn patches_per_s(encoder: &Encoder, patches: &Array4<f32>) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    for batch in patches.axis_chunks_iter(Axis(0), encoder.batch_size()) {
+        encoder.run(batch)?;
     }
-    Ok(centres.len() as f64 / best)
+    Ok(patches.dim().0 as f64 / t.elapsed().as_secs_f64())
 }

@@ -62,8 +62,8 @@ public final class SpahgcEngine implements AutoCloseable {
 
     /**
      * The level-0 rectangle whose pixels {@link #predictPixels} needs for its prediction of
-     * {@code region} to equal {@link #predictRegion}'s: the region, its margin spots and their
-     * patches, at {@code micronsPerPixel} (&gt; 0).
+     * {@code region} to equal {@link #predictRegion}'s: the grid blocks that hold the region's
+     * spots, their margin spots and all their patches, at {@code micronsPerPixel} (&gt; 0).
      */
     public Region pixelContext(Region region, double micronsPerPixel) {
         Objects.requireNonNull(region);
