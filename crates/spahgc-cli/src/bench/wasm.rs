@@ -16,7 +16,8 @@ use crate::wasm::{SandboxArgs, component_file, predict_in_sandbox};
 pub struct WasmBenchArgs {
     #[command(flatten)]
     section: BenchSection,
-    /// Side of the square region, in grid spots (its graph adds two rings of margin spots).
+    /// Side of the square region, in grid spots (the grid blocks it touches are predicted whole,
+    /// each with two rings of margin spots).
     #[arg(long, default_value_t = 6)]
     side: usize,
     /// Timed repetitions of each way (after one untimed warm-up); the median is reported.
@@ -99,7 +100,7 @@ pub fn run(args: WasmBenchArgs, out: &Output) -> anyhow::Result<()> {
 
     let spots = native_run.prediction.expression.nrows();
     let mut human = format!(
-        "{} spots ({}×{} grid spots of {} {}, margin rings included in each graph), median of {}:\n  \
+        "{} spots ({}×{} grid spots of {} {}, with the rest of their grid blocks and the blocks' margins), median of {}:\n  \
          native engine ({})  {:>8.1} ms",
         spots,
         args.side,
