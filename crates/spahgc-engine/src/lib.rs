@@ -149,7 +149,7 @@ impl Request<'_> {
 pub struct RequestStats {
     /// Spots in the graphs run (margins included).
     pub spots: usize,
-    /// Blocks of the grid predicted (each one graph).
+    /// Graphs run: grid blocks predicted, or the one graph of given spots.
     pub blocks: usize,
     /// Blocks of the grid whose prediction was in memory.
     pub blocks_from_memory: usize,
@@ -493,8 +493,8 @@ impl Engine {
             blocks.iter().copied().zip(predicted.iter().map(|p| &**p)).collect();
         let mut expression = Array2::zeros((wanted.len(), columns.len()));
         for (mut row, &(cell, _, block)) in expression.rows_mut().into_iter().zip(&wanted) {
-            let predicted = of_block[&block];
-            let at = predicted.row_of(cell).ok_or_else(|| {
+            let in_block = of_block.get(&block).and_then(|p| Some((*p, p.row_of(cell)?)));
+            let (predicted, at) = in_block.ok_or_else(|| {
                 EngineError::Input(format!("spot {cell:?} is missing from its block's prediction (an engine bug)"))
             })?;
             for (value, &column) in row.iter_mut().zip(&columns) {
@@ -559,7 +559,7 @@ impl Engine {
             }
         }
         stats.total_s = start.elapsed().as_secs_f64();
-        let predicted = found.into_iter().flatten().collect::<Vec<_>>();
+        let predicted = found.into_iter().flatten().collect();
         Ok((predicted, stats))
     }
 
