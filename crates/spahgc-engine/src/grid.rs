@@ -46,7 +46,7 @@ impl BlockIndex {
 
     /// Cells (columns, rows) of this block.
     fn cells(self) -> (Range<u64>, Range<u64>) {
-        let span = |b: u64| b * BLOCK..(b + 1) * BLOCK;
+        let span = |b: u64| b * BLOCK..(b + 1).saturating_mul(BLOCK);
         (span(self.column), span(self.row))
     }
 }
@@ -178,7 +178,7 @@ impl Grid<'_> {
         let (all_columns, all_rows) = (self.cells(bounds.x, bounds.width), self.cells(bounds.y, bounds.height));
         let with_margin = |block: &Range<u64>, all: &Range<u64>| {
             let start = block.start.saturating_sub(MARGIN_SPOTS).max(all.start);
-            start..(block.end + MARGIN_SPOTS).min(all.end).max(start)
+            start..block.end.saturating_add(MARGIN_SPOTS).min(all.end).max(start)
         };
         let mut spots = GridSpots::default();
         let (mut cell_index, mut tile_index) = (HashMap::new(), HashMap::new());
@@ -211,7 +211,7 @@ impl Grid<'_> {
 
     /// The eligible spot centres of tile (`column`, `row`) within the grid's cells.
     fn tile(&self, column: u64, row: u64, all_columns: &Range<u64>, all_rows: &Range<u64>) -> Vec<(f64, f64)> {
-        let cells = |all: &Range<u64>, t: u64| (t * TILE).max(all.start)..((t + 1) * TILE).min(all.end);
+        let cells = |all: &Range<u64>, t: u64| (t * TILE).max(all.start)..(t + 1).saturating_mul(TILE).min(all.end);
         cells(all_rows, row)
             .flat_map(|j| cells(all_columns, column).map(move |i| (i, j)))
             .filter_map(|(i, j)| self.eligible(i, j))
@@ -241,10 +241,12 @@ fn cells(start: f64, len: f64, pitch: f64) -> Range<u64> {
 /// of the blocks that hold `region`'s spots, on a grid of pitch `pitch`, one pixel to spare on
 /// each side; not clipped to any slide.
 pub(crate) fn blocks_context(region: Region, pitch: f64, patch: f64) -> Region {
+    // Saturating: a host may ask about any rectangle, however far out.
     let span = |start: f64, len: f64| {
         let cells = cells(start, len, pitch);
         let first = (cells.start / BLOCK * BLOCK).saturating_sub(MARGIN_SPOTS);
-        let end = (cells.end.max(cells.start + 1) - 1) / BLOCK * BLOCK + BLOCK + MARGIN_SPOTS;
+        let last = cells.end.max(cells.start.saturating_add(1)) - 1;
+        let end = (last / BLOCK * BLOCK).saturating_add(BLOCK + MARGIN_SPOTS);
         let from = (first as f64 + 0.5) * pitch - patch / 2.0 - 1.0;
         (from, (end as f64 - 0.5) * pitch + patch / 2.0 + 1.0 - from)
     };
@@ -294,5 +296,10 @@ mod tests {
         let context = blocks_context(region, 10.0, 8.0);
         assert_eq!((context.x, context.y), (0.5 * 10.0 - 4.0 - 1.0, 0.5 * 10.0 - 4.0 - 1.0));
         assert_eq!((context.x + context.width, context.y + context.height), (25.5 * 10.0 + 5.0, 13.5 * 10.0 + 5.0));
+        // However far out or odd the rectangle, an answer that does not wrap around.
+        for far in [f64::MAX, f64::INFINITY, f64::NAN, -f64::MAX, 1e300] {
+            let context = blocks_context(Region { x: far, y: far, width: far, height: far }, 10.0, 8.0);
+            assert!(context.width >= 0.0 && context.height >= 0.0, "{far}: {context:?}");
+        }
     }
 }
