@@ -184,10 +184,8 @@ impl SpotEmbedder<'_> {
         // One tensor's memory, refilled batch after batch: the same pages, not fresh ones the
         // kernel must zero at first touch.
         let mut values = Vec::new();
-        for (done, chunk) in centres.chunks(encoder.batch_size()).scan(0, |done, c| {
-            *done += c.len();
-            Some((*done, c))
-        }) {
+        let mut done = 0;
+        for chunk in centres.chunks(encoder.batch_size()) {
             values.resize(chunk.len() * 3 * size * size, 0.0);
             cut_in_parallel(chunk, &mut values, threads, |spots, part| {
                 Ok(write_tensor(&geometry.extract_many(slide, mpp, spots)?, manifest, part)?)
@@ -195,6 +193,7 @@ impl SpotEmbedder<'_> {
             let tensor = ArrayView4::from_shape((chunk.len(), 3, size, size), &values)
                 .map_err(|e| EncoderError::Inference(format!("batch tensor: {e}")))?;
             rows.extend(encoder.run(tensor)?.embedding.iter());
+            done += chunk.len();
             if progress(done, centres.len()).is_break() {
                 return Err(EmbedError::Cancelled);
             }

@@ -22,9 +22,9 @@ const MIN_TISSUE: f64 = 0.25;
 const TILE: u64 = 4;
 /// Grid cells per side of a block, the unit of prediction: every region is predicted through the
 /// slide-global blocks that hold its spots, each a graph of its own with its margin (16 × 16
-/// spots with the margin, about the size of the sections the model trained on: her2st sections hold 180–280
-/// spots). A spot's value thus depends on its block alone, never on the region asked for, and a
-/// block once predicted answers every later request over it. A multiple of [`TILE`].
+/// spots with the margin, about the size of the sections the model trained on: her2st sections
+/// hold 180–280 spots). A spot's value thus depends on its block alone, never on the region asked
+/// for, and a block once predicted answers every later request over it. A multiple of [`TILE`].
 const BLOCK: u64 = 12;
 /// Grid cells in a block.
 pub(crate) const BLOCK_SPOTS: usize = (BLOCK * BLOCK) as usize;
@@ -176,17 +176,18 @@ impl Grid<'_> {
     pub(crate) fn spots_of_blocks(&self, blocks: &[BlockIndex]) -> GridSpots {
         let bounds = Region::of(self.bounds);
         let (all_columns, all_rows) = (self.cells(bounds.x, bounds.width), self.cells(bounds.y, bounds.height));
-        let with_margin = |block: &Range<u64>, all: &Range<u64>| {
-            let start = block.start.saturating_sub(MARGIN_SPOTS).max(all.start);
-            start..block.end.saturating_add(MARGIN_SPOTS).min(all.end).max(start)
+        let graph_cells = |block: &Range<u64>, all: &Range<u64>| {
+            let grown = with_margin(block);
+            let start = grown.start.max(all.start);
+            start..grown.end.min(all.end).max(start)
         };
         let mut spots = GridSpots::default();
         let (mut cell_index, mut tile_index) = (HashMap::new(), HashMap::new());
         for &block in blocks {
             let (columns, rows) = block.cells();
             let mut graph = Vec::new();
-            for j in with_margin(&rows, &all_rows) {
-                for i in with_margin(&columns, &all_columns) {
+            for j in graph_cells(&rows, &all_rows) {
+                for i in graph_cells(&columns, &all_columns) {
                     let Some(centre) = self.eligible(i, j) else { continue };
                     let index = match cell_index.entry((i, j)) {
                         Entry::Occupied(e) => *e.get(),
@@ -237,16 +238,21 @@ fn cells(start: f64, len: f64, pitch: f64) -> Range<u64> {
     first..end.max(first)
 }
 
+/// Cells `cells` and [`MARGIN_SPOTS`] more on each side (saturating: a host may ask about any
+/// rectangle, however far out).
+fn with_margin(cells: &Range<u64>) -> Range<u64> {
+    cells.start.saturating_sub(MARGIN_SPOTS)..cells.end.saturating_add(MARGIN_SPOTS)
+}
+
 /// The rectangle that holds the patches (`patch` level-0 pixels wide) of every spot in the graphs
 /// of the blocks that hold `region`'s spots, on a grid of pitch `pitch`, one pixel to spare on
 /// each side; not clipped to any slide.
 pub(crate) fn blocks_context(region: Region, pitch: f64, patch: f64) -> Region {
-    // Saturating: a host may ask about any rectangle, however far out.
     let span = |start: f64, len: f64| {
         let cells = cells(start, len, pitch);
-        let first = (cells.start / BLOCK * BLOCK).saturating_sub(MARGIN_SPOTS);
         let last = cells.end.max(cells.start.saturating_add(1)) - 1;
-        let end = (last / BLOCK * BLOCK).saturating_add(BLOCK + MARGIN_SPOTS);
+        let blocks = (cells.start / BLOCK * BLOCK)..(last / BLOCK * BLOCK).saturating_add(BLOCK);
+        let Range { start: first, end } = with_margin(&blocks);
         let from = (first as f64 + 0.5) * pitch - patch / 2.0 - 1.0;
         (from, (end as f64 - 0.5) * pitch + patch / 2.0 + 1.0 - from)
     };
