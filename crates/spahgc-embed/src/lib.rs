@@ -185,7 +185,10 @@ impl SpotEmbedder<'_> {
         // kernel must zero at first touch.
         let mut values = Vec::new();
         let mut done = 0;
-        for chunk in centres.chunks(encoder.batch_size()) {
+        // Batches of equal size, at most the encoder's: a short last batch runs the network
+        // on a few patches at a time, at a higher cost per patch.
+        let batch = centres.len().div_ceil(centres.len().div_ceil(encoder.batch_size()).max(1)).max(1);
+        for chunk in centres.chunks(batch) {
             values.resize(chunk.len() * 3 * size * size, 0.0);
             cut_in_parallel(chunk, &mut values, threads, |spots, part| {
                 Ok(write_tensor(&geometry.extract_many(slide, mpp, spots)?, manifest, part)?)
