@@ -64,6 +64,15 @@ pub struct EntryInfo {
     pub last_used: SystemTime,
 }
 
+/// One entry for [`EmbeddingCache::put_many`]: `rows` embeddings of `dim` values each.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry<'a> {
+    pub key: &'a CacheKey,
+    pub rows: usize,
+    pub dim: usize,
+    pub values: &'a [f32],
+}
+
 /// What [`EmbeddingCache::verify`] found.
 #[derive(Clone, Debug, Default)]
 pub struct Verified {
@@ -186,17 +195,29 @@ impl EmbeddingCache {
         values: &[f32],
         precision: Precision,
     ) -> Result<(), CacheError> {
-        if rows.checked_mul(dim) != Some(values.len()) {
-            return Err(CacheError::Shape { rows, dim, len: values.len() });
+        self.put_many(&[NewEntry { key, rows, dim, values }], precision)
+    }
+
+    /// Stores several entries as [`EmbeddingCache::put`] stores one, then evicts once: none of
+    /// them is evicted, and the directory is scanned once instead of once per entry. Entries
+    /// written before a failure stay. Fails with [`CacheError::Shape`] before writing anything if
+    /// any entry's values do not fill its shape.
+    pub fn put_many(&self, entries: &[NewEntry], precision: Precision) -> Result<(), CacheError> {
+        if let Some(bad) = entries.iter().find(|e| e.rows.checked_mul(e.dim) != Some(e.values.len())) {
+            return Err(CacheError::Shape { rows: bad.rows, dim: bad.dim, len: bad.values.len() });
         }
-        let digest = key.digest();
-        let shard = self.shard_dir(&digest);
-        fs::create_dir_all(&shard).map_err(|e| CacheError::io("create cache directory", &shard, e))?;
-        let path = self.entry_path(&digest);
-        let bytes = format::encode(&digest, rows, dim, values, precision);
-        spahgc_core::write_atomically(&path, |w| w.write_all(&bytes))
-            .map_err(|e| CacheError::io("write cache entry", &path, e))?;
-        self.evict(&path)
+        let mut written = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let digest = entry.key.digest();
+            let shard = self.shard_dir(&digest);
+            fs::create_dir_all(&shard).map_err(|e| CacheError::io("create cache directory", &shard, e))?;
+            let path = self.entry_path(&digest);
+            let bytes = format::encode(&digest, entry.rows, entry.dim, entry.values, precision);
+            spahgc_core::write_atomically(&path, |w| w.write_all(&bytes))
+                .map_err(|e| CacheError::io("write cache entry", &path, e))?;
+            written.push(path);
+        }
+        self.evict(&written)
     }
 
     /// Counts and measures the entries (reading only their headers) for `spahgc cache stats`.
@@ -267,9 +288,9 @@ impl EmbeddingCache {
         Ok(file)
     }
 
-    /// Removes stale temporary files, then least-recently-used entries other than `keep` until the
-    /// entries total at most `max_bytes`.
-    fn evict(&self, keep: &Path) -> Result<(), CacheError> {
+    /// Removes stale temporary files, then least-recently-used entries other than those in `keep`
+    /// until the entries total at most `max_bytes`.
+    fn evict(&self, keep: &[PathBuf]) -> Result<(), CacheError> {
         let _lock = self.lock()?;
         let Scan { mut entries, temps } = self.scan()?;
         let now = SystemTime::now();
@@ -291,7 +312,7 @@ impl EmbeddingCache {
             if total <= self.max_bytes {
                 break;
             }
-            if entry.path == keep {
+            if keep.contains(&entry.path) {
                 continue;
             }
             match fs::remove_file(&entry.path) {

@@ -42,7 +42,7 @@ mod error;
 pub mod format;
 mod key;
 
-pub use cache::{CacheStats, EmbeddingCache, EntryInfo, Verified};
+pub use cache::{CacheStats, EmbeddingCache, EntryInfo, NewEntry, Verified};
 pub use entry::CachedEmbeddings;
 pub use error::CacheError;
 pub use format::{EntryShape, Precision};

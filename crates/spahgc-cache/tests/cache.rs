@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use half::f16;
 use spahgc_cache::format::HEADER_LEN;
-use spahgc_cache::{CacheError, CacheKey, EmbeddingCache, EntryShape, Precision};
+use spahgc_cache::{CacheError, CacheKey, EmbeddingCache, EntryShape, NewEntry, Precision};
 
 const ROWS: usize = 24;
 const DIM: usize = 40;
@@ -488,6 +488,32 @@ fn the_entry_just_written_survives_even_above_the_bound() {
     assert!(cache.get(&key(20)).unwrap().is_none());
     assert!(cache.get(&key(21)).unwrap().is_some());
     assert_eq!(cache.stats().unwrap().entries, 1);
+}
+
+#[test]
+fn entries_stored_together_all_survive_and_evict_the_older_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = entry_bytes(ROWS, DIM, Precision::F32);
+    let cache = EmbeddingCache::open(dir.path(), 2 * one).unwrap();
+    put(&cache, 40, Precision::F32);
+    let (keys, data): (Vec<CacheKey>, Vec<Vec<f32>>) = (41..44).map(|s| (key(s), values(s, ROWS * DIM))).unzip();
+    let entries: Vec<NewEntry> =
+        keys.iter().zip(&data).map(|(key, values)| NewEntry { key, rows: ROWS, dim: DIM, values }).collect();
+    cache.put_many(&entries, Precision::F32).unwrap();
+    assert!(cache.get(&key(40)).unwrap().is_none(), "the older entry makes room");
+    for seed in 41..44 {
+        let hit = cache.get(&key(seed)).unwrap().expect("every entry of the batch is kept, above the bound too");
+        assert_eq!(hit.to_f32_vec(), stored(seed, ROWS * DIM, Precision::F32));
+    }
+    // One misshapen entry: nothing of the batch is written.
+    let short = [0.0f32; 3];
+    let fresh = [
+        NewEntry { key: &key(50), rows: ROWS, dim: DIM, values: &data[0] },
+        NewEntry { key: &key(51), rows: ROWS, dim: DIM, values: &short },
+    ];
+    let refused = cache.put_many(&fresh, Precision::F32);
+    assert!(matches!(refused, Err(CacheError::Shape { rows: ROWS, dim: DIM, len: 3 })), "{refused:?}");
+    assert!(!entry_path(dir.path(), &key(50)).exists() && !entry_path(dir.path(), &key(51)).exists());
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView4, Axis};
-use spahgc_cache::{CacheKey, EmbeddingCache, Precision};
+use spahgc_cache::{CacheKey, EmbeddingCache, NewEntry, Precision};
 use spahgc_encoder::{EncoderError, EncoderManifest, LazyEncoder, write_tensor};
 use spahgc_slide::{PatchGeometry, Slide, SlideError, content_id};
 
@@ -128,19 +128,29 @@ impl SpotEmbedder<'_> {
                 computed.mapv_inplace(|v| half::f16::from_f32(v).to_f32());
             }
             let mut start = 0;
-            for g in missing {
+            for &g in &missing {
                 let rows = computed.slice_axis(Axis(0), (start..start + groups[g].len()).into()).to_owned();
                 start += groups[g].len();
-                if let (Some(cache), Some(id)) = (self.cache, slide_id) {
-                    let values = rows.as_slice().expect("freshly built arrays are contiguous");
-                    let key = cache_key(self.encoder.manifest(), id, microns_per_pixel, groups[g]);
-                    // The cache only saves time: a full disk or an unwritable directory costs the
-                    // next request a recomputation, not this request its answer.
-                    if let Err(e) = cache.put(&key, rows.nrows(), rows.ncols(), values, self.precision) {
-                        tracing::warn!(error = %e, "embeddings not cached; they will be computed again next time");
-                    }
-                }
                 found[g] = Some(Embedded { embeddings: rows, origin: Origin::Computed });
+            }
+            if let (Some(cache), Some(id)) = (self.cache, slide_id) {
+                let manifest = self.encoder.manifest();
+                let keys: Vec<CacheKey> =
+                    missing.iter().map(|&g| cache_key(manifest, id, microns_per_pixel, groups[g])).collect();
+                let entries: Vec<NewEntry> = missing
+                    .iter()
+                    .zip(&keys)
+                    .map(|(&g, key)| {
+                        let rows = &found[g].as_ref().expect("computed above").embeddings;
+                        let values = rows.as_slice().expect("freshly built arrays are contiguous");
+                        NewEntry { key, rows: rows.nrows(), dim: rows.ncols(), values }
+                    })
+                    .collect();
+                // The cache only saves time: a full disk or an unwritable directory costs the
+                // next request a recomputation, not this request its answer.
+                if let Err(e) = cache.put_many(&entries, self.precision) {
+                    tracing::warn!(error = %e, "embeddings not cached; they will be computed again next time");
+                }
             }
         }
         Ok(found.into_iter().map(|e| e.expect("every group found or computed")).collect())
